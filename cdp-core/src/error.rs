@@ -1,0 +1,155 @@
+//! The error type of `cdp-core`, shared by connectors through [`Error::External`].
+
+use std::time::Duration;
+
+/// A boxed error from a connector or another crate, kept as the cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias used across `cdp-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the record model, the runtime or a connector.
+///
+/// Every variant answers [`Error::is_retryable`]: the runtime retries retryable errors through
+/// its [`RetryPolicy`](crate::retry::RetryPolicy) and stops the run on the others, keeping
+/// the last committed checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An Arrow kernel or conversion failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    /// A file or socket operation failed.
+    #[error("i/o on {context}: {source}")]
+    Io {
+        /// What was being read or written (usually a path).
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// JSON (state, config, payload) could not be encoded or decoded.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// A configuration value is missing or invalid; the message names it.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A batch does not have the shape an operation needs (missing column, wrong type).
+    #[error("schema mismatch in stream `{stream}`: {message}")]
+    Schema {
+        /// The stream whose batch was rejected.
+        stream: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+
+    /// The state store could not load or commit a checkpoint.
+    #[error("state store: {0}")]
+    State(String),
+
+    /// A connector or plug-in failed; `retryable` is its own judgement.
+    #[error("{connector}: {source}")]
+    External {
+        /// The connector (or component) name.
+        connector: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+        /// Whether trying again may succeed.
+        retryable: bool,
+        /// How long the remote side asked us to wait (`Retry-After`), if it said.
+        retry_after: Option<Duration>,
+    },
+
+    /// A pipeline stage failed fatally; the run stopped with the last committed state intact.
+    #[error("pipeline `{pipeline}` stopped in {stage}: {source}")]
+    Pipeline {
+        /// The pipeline id.
+        pipeline: String,
+        /// The stage that failed (`source`, `transform <name>`, `destination <name>`, ...).
+        stage: String,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The run was cancelled before it finished.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Wraps a connector error that is not worth retrying (bad credentials, bad request).
+    pub fn external(connector: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::External {
+            connector: connector.into(),
+            source: source.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// Wraps a transient connector error (timeout, connection reset, 429, 503).
+    pub fn transient(connector: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::External {
+            connector: connector.into(),
+            source: source.into(),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+
+    /// Wraps a transient error whose remote side asked for a pause (`Retry-After`).
+    pub fn throttled(
+        connector: impl Into<String>,
+        source: impl Into<BoxError>,
+        retry_after: Duration,
+    ) -> Self {
+        Error::External {
+            connector: connector.into(),
+            source: source.into(),
+            retryable: true,
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// An I/O error with the path or endpoint it concerned.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::External { retryable, .. } => *retryable,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            Error::Pipeline { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The pause the remote side asked for before the next attempt, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::External { retry_after, .. } => *retry_after,
+            Error::Pipeline { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
+}
