@@ -52,6 +52,7 @@ pub mod retry;
 pub mod source;
 // pub mod memory;
 pub mod transform;
+pub mod transforms;
 
 pub use catalog::{Catalog, StreamSpec, SyncMode};
 #[cfg(feature = "sqlite")]
