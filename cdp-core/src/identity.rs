@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::record::Batch;
 
 /// What kind of identity change happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityEventKind {
     /// An identifier joined a profile.

@@ -16,7 +16,7 @@
 //! use arrow::array::{Int64Array, RecordBatch};
 //! use arrow::datatypes::{DataType, Field, Schema};
 //! use cdp_core::{Batch, MemoryStateStore, Pipeline, RunMode};
-//! use cdp_core::testing::{MemoryDestination, MemorySource};
+//! use cdp_core::memory::{MemoryDestination, MemorySource};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> cdp_core::Result<()> {
 //! let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
@@ -46,11 +46,11 @@ pub mod error;
 pub mod event;
 pub mod hash;
 pub mod identity;
+pub mod memory;
 pub mod record;
 pub mod retry;
-// pub mod runtime;
+pub mod runtime;
 pub mod source;
-// pub mod memory;
 pub mod transform;
 pub mod transforms;
 
@@ -67,7 +67,10 @@ pub use record::{
     SOURCE_COLUMN, SYNCED_AT_COLUMN,
 };
 pub use retry::{RateLimit, RateLimiter, RetryPolicy};
-// pub use runtime::{Pipeline, PipelineBuilder, RunMode, RunReport, RunStatus, StreamStats};
+pub use runtime::{
+    DestinationStats, Pipeline, PipelineBuilder, PipelineHandle, RunMode, RunReport, RunStatus,
+    StreamStats,
+};
 pub use source::{ConnectorSpec, ReadRequest, Source, SourceEventStream};
 pub use transform::{Transform, TransformOutput};
 

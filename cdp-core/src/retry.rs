@@ -5,7 +5,7 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -72,30 +72,83 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails with a non-retryable error, or runs out of
-    /// attempts; the last error is returned. `what` names the operation in logs.
-    pub async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    /// attempts; the last error is returned. `what` names the operation in logs and metrics.
+    ///
+    /// When the operation needs to borrow something mutably across attempts, drive the loop
+    /// yourself with [`start`](RetryPolicy::start).
+    pub async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let max_hint = self.max_retry_after;
-        op.retry(self.backoff())
-            .sleep(tokio::time::sleep)
-            .when(Error::is_retryable)
-            .adjust(move |e: &Error, next: Option<Duration>| {
-                let next = next?;
-                // Wait at least as long as the remote side asked, within reason.
-                Some(match e.retry_after() {
-                    Some(hint) => hint.min(max_hint).max(next),
-                    None => next,
-                })
-            })
-            .notify(|e: &Error, delay: Duration| {
-                tracing::warn!(operation = what, error = %e, ?delay, "retrying");
-                metrics::counter!("cdp_retries_total", "operation" => what.to_string())
-                    .increment(1);
-            })
-            .await
+        let mut attempts = self.start(what);
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(error) => attempts.backoff(error).await?,
+            }
+        }
+    }
+
+    /// Starts counting attempts of one operation, for a hand-written retry loop:
+    ///
+    /// ```
+    /// # async fn demo(mut conn: Vec<u8>) -> cdp_core::Result<()> {
+    /// let policy = cdp_core::RetryPolicy::default();
+    /// let mut attempts = policy.start("write");
+    /// loop {
+    ///     match write(&mut conn).await {
+    ///         Ok(()) => break,
+    ///         Err(e) => attempts.backoff(e).await?, // returns the error when it's final
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// # async fn write(_: &mut Vec<u8>) -> cdp_core::Result<()> { Ok(()) }
+    /// ```
+    pub fn start<'a>(&'a self, what: &'a str) -> Attempts<'a> {
+        Attempts {
+            policy: self,
+            what,
+            delays: self.backoff().build(),
+            retries: 0,
+        }
+    }
+}
+
+/// The attempts of one operation under a [`RetryPolicy`]; see [`RetryPolicy::start`].
+#[derive(Debug)]
+pub struct Attempts<'a> {
+    policy: &'a RetryPolicy,
+    what: &'a str,
+    delays: backon::ExponentialBackoff,
+    retries: u64,
+}
+
+impl Attempts<'_> {
+    /// After a failed attempt: returns `error` if it is final (not retryable, or no
+    /// attempts left); otherwise waits the backoff delay — at least the error's
+    /// `Retry-After`, within reason — and returns `Ok` to try again.
+    pub async fn backoff(&mut self, error: Error) -> Result<()> {
+        if !error.is_retryable() {
+            return Err(error);
+        }
+        let Some(backoff) = self.delays.next() else {
+            return Err(error);
+        };
+        let delay = match error.retry_after() {
+            Some(hint) => hint.min(self.policy.max_retry_after).max(backoff),
+            None => backoff,
+        };
+        self.retries += 1;
+        tracing::warn!(operation = self.what, error = %error, ?delay, "retrying");
+        metrics::counter!("cdp_retries_total", "operation" => self.what.to_string()).increment(1);
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// How many retries were made so far.
+    pub fn retries(&self) -> u64 {
+        self.retries
     }
 }
 

@@ -1,0 +1,571 @@
+//! The router: pulls source events, transforms, resolves and stamps batches, fans them out
+//! to the destination workers, and runs the barrier protocol.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::stats::LiveStats;
+use super::worker::{Worker, WorkerMsg};
+use super::{Pipeline, RunMode, RunStatus};
+use crate::catalog::{Catalog, StreamSpec};
+use crate::destination::OpenContext;
+use crate::error::{Error, Result};
+use crate::event::{DeadLetter, PipelineState, SourceEvent};
+use crate::record::Batch;
+use crate::source::ReadRequest;
+
+/// What the source task hands the router.
+enum Feed {
+    Event(SourceEvent),
+    Failed(Error),
+    /// The source stopped early because the run was cancelled.
+    Cancelled {
+        /// Whether the last event sent was a checkpoint (nothing uncovered in flight).
+        aligned: bool,
+    },
+}
+
+pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
+    let Pipeline {
+        id,
+        source,
+        transforms,
+        identity,
+        destinations,
+        dead_letter,
+        state_store,
+        mode,
+        channel_capacity,
+        commit_every_rows,
+        retry,
+        streams,
+        cancel_grace,
+        cancel,
+        stats,
+    } = pipeline;
+    let fail = |stage: &str, e: Error| Error::Pipeline {
+        pipeline: id.clone(),
+        stage: stage.to_string(),
+        source: Box::new(e),
+    };
+
+    let committed = retry
+        .retry("load state", async || state_store.load(&id).await)
+        .await
+        .map_err(|e| fail("state store", e))?;
+    let catalog = source.discover().await.map_err(|e| fail("source", e))?;
+    tracing::info!(
+        epoch = committed.epoch,
+        streams = catalog.streams.len(),
+        "starting"
+    );
+
+    let ctx = OpenContext {
+        pipeline_id: id.clone(),
+        committed_epoch: committed.epoch,
+    };
+    let counters: Vec<_> = stats.destinations.iter().map(|(_, c)| c.clone()).collect();
+    let workers: Vec<Worker> = destinations
+        .into_iter()
+        .zip(&counters)
+        .map(|(d, c)| Worker::spawn(d, ctx.clone(), channel_capacity, retry.clone(), c.clone()))
+        .collect();
+    let dlq = dead_letter.map(|d| {
+        let c = counters.last().cloned().unwrap_or_default();
+        Worker::spawn(d, ctx.clone(), channel_capacity, retry.clone(), c)
+    });
+
+    let request = ReadRequest {
+        state: committed.clone(),
+        streams,
+        sync_mode: None,
+    };
+    let events = source.read(request).map_err(|e| fail("source", e))?;
+    let (tx, rx) = mpsc::channel::<Feed>(channel_capacity);
+    let source_task = tokio::spawn(pump(events, tx, cancel.clone(), cancel_grace));
+
+    let mut router = Router {
+        stats: stats.clone(),
+        transforms,
+        identity,
+        catalog,
+        prepared: HashMap::new(),
+        pending_dead: Vec::new(),
+        buffers: Vec::new(),
+        committed,
+        cursors: None,
+        pending_rows: 0,
+        first_pending: None,
+        aligned: true,
+        want_barrier: false,
+        mode,
+        commit_every_rows,
+        has_dlq: dlq.is_some(),
+        source_name: source.name().to_string(),
+    };
+    let mut all = Workers {
+        data: workers,
+        dlq,
+    };
+
+    let outcome = router.route(rx, &mut all, &*state_store, &id, &retry).await;
+    source_task.abort();
+    match outcome {
+        Ok(status) => {
+            all.close()
+                .await
+                .map_err(|e| fail("destination close", e))?;
+            Ok(status)
+        }
+        Err((stage, e)) => {
+            all.abort();
+            Err(fail(&stage, e))
+        }
+    }
+}
+
+/// Drives the source stream in its own task so decoding overlaps routing.
+async fn pump(
+    mut events: crate::source::SourceEventStream,
+    tx: mpsc::Sender<Feed>,
+    cancel: tokio_util::sync::CancellationToken,
+    grace: std::time::Duration,
+) {
+    let mut aligned = true;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let next = match deadline {
+            None => tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    if aligned {
+                        let _ = tx.send(Feed::Cancelled { aligned }).await;
+                        return;
+                    }
+                    // Let the source reach its next checkpoint so what was read can commit.
+                    deadline = Some(Instant::now() + grace);
+                    continue;
+                }
+                next = events.next() => next,
+            },
+            Some(at) => match tokio::time::timeout_at(at, events.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let _ = tx.send(Feed::Cancelled { aligned: false }).await;
+                    return;
+                }
+            },
+        };
+        let event = match next {
+            None => return,
+            Some(Err(e)) => {
+                let _ = tx.send(Feed::Failed(e)).await;
+                return;
+            }
+            Some(Ok(event)) => event,
+        };
+        match &event {
+            SourceEvent::Checkpoint(_) => aligned = true,
+            SourceEvent::Batch(_) | SourceEvent::DeadLetter(_) => aligned = false,
+            _ => {}
+        }
+        let is_checkpoint = matches!(event, SourceEvent::Checkpoint(_));
+        if tx.send(Feed::Event(event)).await.is_err() {
+            return;
+        }
+        if deadline.is_some() && is_checkpoint {
+            let _ = tx.send(Feed::Cancelled { aligned: true }).await;
+            return;
+        }
+    }
+}
+
+struct Workers {
+    data: Vec<Worker>,
+    dlq: Option<Worker>,
+}
+
+impl Workers {
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Worker> {
+        self.data.iter_mut().chain(self.dlq.as_mut())
+    }
+
+    async fn close(self) -> Result<()> {
+        for worker in self.data.into_iter().chain(self.dlq) {
+            worker.close().await?;
+        }
+        Ok(())
+    }
+
+    fn abort(self) {
+        for worker in self.data.into_iter().chain(self.dlq) {
+            worker.abort();
+        }
+    }
+}
+
+type StageError = (String, Error);
+
+struct Router {
+    stats: Arc<LiveStats>,
+    transforms: Vec<Box<dyn crate::transform::Transform>>,
+    identity: Option<Arc<dyn crate::identity::IdentityResolver>>,
+    catalog: Catalog,
+    /// The stamped schema each destination was last prepared with, per stream.
+    prepared: HashMap<Arc<str>, SchemaRef>,
+    pending_dead: Vec<DeadLetter>,
+    /// Micro-batch mode: stamped batches waiting to be coalesced, in arrival order.
+    buffers: Vec<Batch>,
+    committed: PipelineState,
+    /// Cursors received since the last barrier (merged over the committed ones).
+    cursors: Option<PipelineState>,
+    pending_rows: usize,
+    first_pending: Option<Instant>,
+    /// The last event routed was a checkpoint (or nothing was routed since the last barrier).
+    aligned: bool,
+    want_barrier: bool,
+    mode: RunMode,
+    commit_every_rows: usize,
+    has_dlq: bool,
+    source_name: String,
+}
+
+impl Router {
+    async fn route(
+        &mut self,
+        mut rx: mpsc::Receiver<Feed>,
+        workers: &mut Workers,
+        store: &dyn crate::checkpoint::StateStore,
+        id: &str,
+        retry: &crate::retry::RetryPolicy,
+    ) -> Result<RunStatus, StageError> {
+        loop {
+            let deadline = self.deadline();
+            let feed = tokio::select! {
+                biased;
+                feed = rx.recv() => feed,
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    self.want_barrier = true;
+                    if self.aligned {
+                        self.barrier(workers, store, id, retry).await?;
+                    }
+                    continue;
+                }
+            };
+            match feed {
+                None => {
+                    if !self.aligned {
+                        tracing::warn!(
+                            "source `{}` ended without a final checkpoint; its last rows are \
+                             committed but a re-run will read them again",
+                            self.source_name
+                        );
+                    }
+                    self.barrier(workers, store, id, retry).await?;
+                    return Ok(RunStatus::Completed);
+                }
+                Some(Feed::Failed(e)) => return Err(("source".into(), e)),
+                Some(Feed::Cancelled { aligned }) => {
+                    if aligned {
+                        self.barrier(workers, store, id, retry).await?;
+                    } else {
+                        tracing::warn!(
+                            rows = self.pending_rows,
+                            "cancelled between checkpoints; rows after the last checkpoint are \
+                             not committed and will be read again on resume"
+                        );
+                    }
+                    return Ok(RunStatus::Cancelled);
+                }
+                Some(Feed::Event(event)) => self.event(event, workers).await?,
+            }
+            if self.should_barrier() {
+                self.want_barrier = true;
+            }
+            if self.want_barrier && self.aligned {
+                self.barrier(workers, store, id, retry).await?;
+            }
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.want_barrier {
+            return None;
+        }
+        let wait = match self.mode {
+            RunMode::Batch => return None,
+            RunMode::MicroBatch { max_wait, .. } => max_wait,
+            RunMode::Streaming { commit_interval } => commit_interval,
+        };
+        self.first_pending.map(|first| first + wait)
+    }
+
+    fn should_barrier(&self) -> bool {
+        match self.mode {
+            RunMode::Batch => self.pending_rows >= self.commit_every_rows,
+            RunMode::MicroBatch { max_rows, .. } => self.pending_rows >= max_rows,
+            RunMode::Streaming { .. } => false,
+        }
+    }
+
+    fn mark_pending(&mut self, rows: usize) {
+        self.pending_rows += rows;
+        if self.first_pending.is_none() {
+            self.first_pending = Some(Instant::now());
+        }
+    }
+
+    async fn event(&mut self, event: SourceEvent, workers: &mut Workers) -> Result<(), StageError> {
+        match event {
+            SourceEvent::Batch(batch) => {
+                self.aligned = false;
+                self.batch(batch, workers).await?;
+            }
+            SourceEvent::DeadLetter(letter) => {
+                self.aligned = false;
+                self.mark_pending(0);
+                self.dead_letter(letter);
+            }
+            SourceEvent::Checkpoint(checkpoint) => {
+                self.aligned = true;
+                let cursors = self.cursors.get_or_insert_with(|| self.committed.clone());
+                cursors.streams.insert(checkpoint.stream, checkpoint.cursor);
+                if self.first_pending.is_none() {
+                    self.first_pending = Some(Instant::now());
+                }
+            }
+            SourceEvent::Watermark { stream, event_time } => {
+                self.stats.watermark(&stream, event_time);
+            }
+            SourceEvent::SchemaChange { stream, schema } => {
+                self.stats
+                    .stream(&stream)
+                    .schema_changes
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(stream = %stream, fields = schema.fields().len(), "schema change");
+                // Destinations are re-prepared when the first batch with the new schema
+                // arrives, from the schema the transforms actually produce.
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, letter: DeadLetter) {
+        self.stats.dead_lettered(&letter, !self.has_dlq);
+        if !self.has_dlq {
+            tracing::warn!(stream = %letter.stream, stage = %letter.stage, reason = %letter.reason,
+                position = ?letter.position, "dead letter (no dead-letter destination set)");
+        }
+        self.pending_dead.push(letter);
+    }
+
+    async fn batch(&mut self, batch: Batch, workers: &mut Workers) -> Result<(), StageError> {
+        self.stats.received(
+            &batch.stream,
+            batch.num_rows() as u64,
+            batch.byte_size() as u64,
+        );
+        let mut batch = batch;
+        for index in 0..self.transforms.len() {
+            let transform = &self.transforms[index];
+            let output = transform
+                .apply(batch)
+                .map_err(|e| (format!("transform {}", transform.name()), e))?;
+            for letter in output.dead_letters {
+                self.dead_letter(letter);
+            }
+            match output.batch {
+                Some(next) if next.num_rows() > 0 => batch = next,
+                _ => {
+                    self.mark_pending(0);
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(resolver) = &self.identity {
+            let resolved = resolver
+                .resolve(batch)
+                .await
+                .map_err(|e| ("identity".to_string(), e))?;
+            for event in &resolved.events {
+                self.stats.identity_event(event.kind);
+            }
+            batch = resolved.batch;
+        }
+        let batch = batch.stamp().map_err(|e| ("stamp".to_string(), e))?;
+        self.mark_pending(batch.num_rows());
+        match self.mode {
+            RunMode::MicroBatch { max_rows, .. } => {
+                let buffered: usize = self.buffers.iter().map(Batch::num_rows).sum();
+                self.buffers.push(batch);
+                if buffered + self.buffers.last().map_or(0, Batch::num_rows) >= max_rows {
+                    self.drain_buffers(workers).await?;
+                }
+                Ok(())
+            }
+            _ => self.send(batch, workers).await,
+        }
+    }
+
+    /// Micro-batch mode: coalesces buffered batches (per stream and schema) and sends them.
+    async fn drain_buffers(&mut self, workers: &mut Workers) -> Result<(), StageError> {
+        let buffered = std::mem::take(&mut self.buffers);
+        let mut groups: Vec<Vec<Batch>> = Vec::new();
+        for batch in buffered {
+            match groups.last_mut() {
+                Some(group)
+                    if group[0].stream == batch.stream
+                        && group[0].data.schema() == batch.data.schema() =>
+                {
+                    group.push(batch)
+                }
+                _ => groups.push(vec![batch]),
+            }
+        }
+        for group in groups {
+            let first = group[0].clone();
+            let data = if group.len() == 1 {
+                first.data.clone()
+            } else {
+                let parts: Vec<_> = group.iter().map(|b| b.data.clone()).collect();
+                arrow::compute::concat_batches(&first.data.schema(), &parts)
+                    .map_err(|e| ("micro-batch".to_string(), e.into()))?
+            };
+            self.send(Batch { data, ..first }, workers).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, batch: Batch, workers: &mut Workers) -> Result<(), StageError> {
+        self.stats.routed(
+            &batch.stream,
+            batch.num_rows() as u64,
+            batch.byte_size() as u64,
+        );
+        let schema = batch.data.schema();
+        if self.prepared.get(&batch.stream) != Some(&schema) {
+            let spec = self.spec_for(&batch.stream, schema.clone());
+            for worker in workers.data.iter_mut() {
+                worker
+                    .send(WorkerMsg::Prepare(spec.clone()))
+                    .await
+                    .map_err(|e| (format!("destination {}", worker.name), e))?;
+            }
+            self.prepared.insert(batch.stream.clone(), schema);
+        }
+        let batch = Arc::new(batch);
+        for worker in workers.data.iter_mut() {
+            worker
+                .send(WorkerMsg::Write(batch.clone()))
+                .await
+                .map_err(|e| (format!("destination {}", worker.name), e))?;
+        }
+        Ok(())
+    }
+
+    fn spec_for(&self, stream: &str, schema: SchemaRef) -> StreamSpec {
+        match self.catalog.stream(stream) {
+            Some(declared) => StreamSpec {
+                schema,
+                ..declared.clone()
+            },
+            None => StreamSpec::new(stream, schema),
+        }
+    }
+
+    /// Flush everything, commit the state, publish: see the module docs.
+    async fn barrier(
+        &mut self,
+        workers: &mut Workers,
+        store: &dyn crate::checkpoint::StateStore,
+        id: &str,
+        retry: &crate::retry::RetryPolicy,
+    ) -> Result<(), StageError> {
+        self.want_barrier = false;
+        let nothing_new = self.first_pending.is_none() && self.pending_dead.is_empty();
+        if nothing_new && self.cursors.is_none() {
+            return Ok(());
+        }
+        self.drain_buffers(workers).await?;
+        let epoch = self.committed.epoch + 1;
+        for worker in workers.data.iter_mut() {
+            let refused = worker
+                .flush(epoch)
+                .await
+                .map_err(|e| (format!("destination {}", worker.name), e))?;
+            for letter in refused {
+                self.dead_letter(letter);
+            }
+        }
+        if let Some(resolver) = &self.identity {
+            resolver
+                .flush()
+                .await
+                .map_err(|e| ("identity".to_string(), e))?;
+        }
+        let dead = std::mem::take(&mut self.pending_dead);
+        if let Some(dlq) = workers.dlq.as_mut() {
+            let name = dlq.name.clone();
+            let stage = |e| (format!("dead-letter destination {name}"), e);
+            if !dead.is_empty() {
+                let batch = DeadLetter::to_batch(&dead, &self.source_name)
+                    .and_then(Batch::stamp)
+                    .map_err(|e| ("dead letters".to_string(), e))?;
+                if self.prepared.get(&batch.stream) != Some(&batch.data.schema()) {
+                    let spec = StreamSpec::new(batch.stream.to_string(), batch.data.schema());
+                    dlq.send(WorkerMsg::Prepare(spec)).await.map_err(stage)?;
+                    self.prepared
+                        .insert(batch.stream.clone(), batch.data.schema());
+                }
+                dlq.send(WorkerMsg::Write(Arc::new(batch)))
+                    .await
+                    .map_err(stage)?;
+            }
+            let refused = dlq.flush(epoch).await.map_err(stage)?;
+            if !refused.is_empty() {
+                return Err((
+                    format!("dead-letter destination {name}"),
+                    Error::State(format!(
+                        "the dead-letter destination refused {} records; nothing was committed",
+                        refused.len()
+                    )),
+                ));
+            }
+        }
+        let mut state = self
+            .cursors
+            .take()
+            .unwrap_or_else(|| self.committed.clone());
+        state.epoch = epoch;
+        retry
+            .retry("commit state", async || store.commit(id, &state).await)
+            .await
+            .map_err(|e| ("state store".to_string(), e))?;
+        self.committed = state;
+        self.stats.committed(epoch);
+        tracing::debug!(epoch, rows = self.pending_rows, "committed");
+        self.pending_rows = 0;
+        self.first_pending = None;
+        for worker in workers.all_mut() {
+            let name = worker.name.clone();
+            worker
+                .commit(epoch)
+                .await
+                .map_err(|e| (format!("destination {name} commit"), e))?;
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

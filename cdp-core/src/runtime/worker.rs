@@ -1,0 +1,197 @@
+//! One task per destination: writes in order, flushes and commits at barriers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::stats::DestinationCounters;
+use crate::catalog::StreamSpec;
+use crate::destination::{Destination, OpenContext};
+use crate::error::{Error, Result};
+use crate::event::{DeadLetter, row_to_json};
+use crate::record::Batch;
+use crate::retry::RetryPolicy;
+
+/// What the router asks of a destination worker.
+#[derive(Debug)]
+pub(crate) enum WorkerMsg {
+    Prepare(StreamSpec),
+    Write(Arc<Batch>),
+    /// Flush for `epoch`; the reply carries the rows the destination refused since the last
+    /// flush, as dead letters.
+    Flush(u64, oneshot::Sender<Result<Vec<DeadLetter>>>),
+    Commit(u64, oneshot::Sender<Result<()>>),
+}
+
+/// The router's end of a worker.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) name: String,
+    tx: mpsc::Sender<WorkerMsg>,
+    task: Option<JoinHandle<Result<()>>>,
+}
+
+impl Worker {
+    pub(crate) fn spawn(
+        mut destination: Box<dyn Destination>,
+        ctx: OpenContext,
+        capacity: usize,
+        retry: RetryPolicy,
+        counters: Arc<DestinationCounters>,
+    ) -> Worker {
+        let name = destination.name().to_string();
+        let (tx, mut rx) = mpsc::channel::<WorkerMsg>(capacity);
+        let task_name = name.clone();
+        let task = tokio::spawn(async move {
+            let name = task_name;
+            let what = |op: &str| format!("{op} {name}");
+            let open = what("open");
+            let mut attempts = retry.start(&open);
+            while let Err(e) = destination.open(&ctx).await {
+                attempts.backoff(e).await?;
+            }
+            let mut rejected: Vec<DeadLetter> = Vec::new();
+            let write = what("write");
+            let flush = what("flush");
+            let commit = what("commit");
+            let stage = format!("destination {name}");
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    WorkerMsg::Prepare(spec) => {
+                        destination.prepare(&spec).await?;
+                    }
+                    WorkerMsg::Write(batch) => {
+                        let mut attempts = retry.start(&write);
+                        let outcome = loop {
+                            match destination.write(&batch).await {
+                                Ok(outcome) => break outcome,
+                                Err(e) => attempts.backoff(e).await?,
+                            }
+                        };
+                        counters
+                            .retries
+                            .fetch_add(attempts.retries(), Ordering::Relaxed);
+                        let refused = outcome.rejected.len() as u64;
+                        counters.batches.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .rows_written
+                            .fetch_add(batch.num_rows() as u64 - refused, Ordering::Relaxed);
+                        counters.rows_rejected.fetch_add(refused, Ordering::Relaxed);
+                        rejected.extend(outcome.rejected.into_iter().map(|r| {
+                            DeadLetter::new(
+                                batch.stream.to_string(),
+                                stage.clone(),
+                                r.reason,
+                                row_to_json(&batch.data, r.row),
+                            )
+                            .at(format!("batch {} row {}", batch.meta.lineage_id, r.row))
+                        }));
+                    }
+                    WorkerMsg::Flush(epoch, reply) => {
+                        let mut attempts = retry.start(&flush);
+                        let result = loop {
+                            match destination.flush(epoch).await {
+                                Ok(()) => break Ok(()),
+                                Err(e) => {
+                                    if let Err(e) = attempts.backoff(e).await {
+                                        break Err(e);
+                                    }
+                                }
+                            }
+                        };
+                        counters
+                            .retries
+                            .fetch_add(attempts.retries(), Ordering::Relaxed);
+                        counters.flushes.fetch_add(1, Ordering::Relaxed);
+                        let failed = result.is_err();
+                        let _ = reply.send(result.map(|()| std::mem::take(&mut rejected)));
+                        if failed {
+                            return Ok(());
+                        }
+                    }
+                    WorkerMsg::Commit(epoch, reply) => {
+                        let mut attempts = retry.start(&commit);
+                        let result = loop {
+                            match destination.commit(epoch).await {
+                                Ok(()) => break Ok(()),
+                                Err(e) => {
+                                    if let Err(e) = attempts.backoff(e).await {
+                                        break Err(e);
+                                    }
+                                }
+                            }
+                        };
+                        let failed = result.is_err();
+                        let _ = reply.send(result);
+                        if failed {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            destination.close().await
+        });
+        Worker {
+            name,
+            tx,
+            task: Some(task),
+        }
+    }
+
+    /// Sends `msg`; if the worker has died, returns the error it died of.
+    pub(crate) async fn send(&mut self, msg: WorkerMsg) -> Result<()> {
+        if self.tx.send(msg).await.is_ok() {
+            return Ok(());
+        }
+        Err(self.failure().await)
+    }
+
+    pub(crate) async fn flush(&mut self, epoch: u64) -> Result<Vec<DeadLetter>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WorkerMsg::Flush(epoch, reply)).await?;
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.failure().await),
+        }
+    }
+
+    pub(crate) async fn commit(&mut self, epoch: u64) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WorkerMsg::Commit(epoch, reply)).await?;
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.failure().await),
+        }
+    }
+
+    /// Closes the worker (the destination's `close` runs) and waits for it.
+    pub(crate) async fn close(mut self) -> Result<()> {
+        drop(self.tx);
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::State(format!("destination {} panicked: {e}", self.name)))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the worker without closing the destination gracefully.
+    pub(crate) fn abort(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    async fn failure(&mut self) -> Error {
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => Error::State(format!("destination {} stopped", self.name)),
+                Err(e) => Error::State(format!("destination {} panicked: {e}", self.name)),
+            },
+            None => Error::State(format!("destination {} stopped", self.name)),
+        }
+    }
+}

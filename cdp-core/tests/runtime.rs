@@ -1,0 +1,14 @@
+//! Integration tests of the pipeline runtime, on in-memory components.
+
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
+mod runtime {
+    mod support;
+
+    mod backpressure;
+    mod cancel;
+    mod dead_letter;
+    mod delivery;
+    mod micro_batch;
+    mod retry;
+}

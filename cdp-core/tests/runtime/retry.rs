@@ -1,0 +1,60 @@
+//! Retryable destination errors are retried (honouring Retry-After); others stop the run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cdp_core::{Error, MemoryStateStore, Pipeline, RetryPolicy, StateStore};
+
+use super::support::{CountingSource, Fault, ProbeDestination};
+
+#[tokio::test(start_paused = true)]
+async fn throttled_write_waits_for_retry_after_then_succeeds() {
+    let dest = ProbeDestination::new("api").with_fault(Fault::Write(1, || {
+        Error::throttled("api", "429 Too Many Requests", Duration::from_secs(30))
+    }));
+    let started = tokio::time::Instant::now();
+    let report = Pipeline::builder("p")
+        .source(CountingSource::new(3, 10))
+        .destination(dest.clone())
+        .retry(RetryPolicy {
+            initial_delay: Duration::from_millis(10),
+            jitter: false,
+            ..RetryPolicy::default()
+        })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(30), "waited only {waited:?}");
+    assert!(waited < Duration::from_secs(31), "waited {waited:?}");
+    assert_eq!(dest.committed_ids(), (0..30).collect::<Vec<_>>());
+    assert_eq!(report.destinations[0].retries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_error_stops_the_run_with_state_intact() {
+    let store = Arc::new(MemoryStateStore::new());
+    let dest = ProbeDestination::new("api").with_fault(Fault::Write(2, || {
+        Error::external("api", "400 bad request: no such field")
+    }));
+    let err = Pipeline::builder("p")
+        .source(CountingSource::new(5, 10))
+        .destination(dest.clone())
+        .state_store(store.clone())
+        .commit_every_rows(10)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string().contains("stopped in destination api"),
+        "{err}"
+    );
+    let state = store.load("p").await.unwrap();
+    assert_eq!(state.cursor("users"), Some(&serde_json::json!(2)));
+    assert_eq!(dest.committed_ids(), (0..20).collect::<Vec<_>>());
+}
