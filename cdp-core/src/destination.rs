@@ -110,3 +110,39 @@ pub trait Destination: std::fmt::Debug + Send + Sync {
         Ok(())
     }
 }
+
+/// Lets a boxed destination (what connector configs build) go wherever one is expected.
+#[async_trait]
+impl<D: Destination + ?Sized> Destination for Box<D> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
+    }
+
+    async fn open(&mut self, ctx: &OpenContext) -> Result<()> {
+        (**self).open(ctx).await
+    }
+
+    async fn prepare(&mut self, stream: &StreamSpec) -> Result<()> {
+        (**self).prepare(stream).await
+    }
+
+    async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome> {
+        (**self).write(batch).await
+    }
+
+    async fn flush(&mut self, epoch: u64) -> Result<()> {
+        (**self).flush(epoch).await
+    }
+
+    async fn commit(&mut self, epoch: u64) -> Result<()> {
+        (**self).commit(epoch).await
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        (**self).close().await
+    }
+}

@@ -116,3 +116,27 @@ pub trait Source: std::fmt::Debug + Send + Sync {
     /// emitted everything; an unbounded one runs until the runtime drops it.
     fn read(&self, request: ReadRequest) -> Result<SourceEventStream>;
 }
+
+/// Lets a boxed source (what connector configs build) go wherever a source is expected.
+#[async_trait]
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn spec(&self) -> ConnectorSpec {
+        (**self).spec()
+    }
+
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
+    }
+
+    async fn discover(&self) -> Result<Catalog> {
+        (**self).discover().await
+    }
+
+    fn read(&self, request: ReadRequest) -> Result<SourceEventStream> {
+        (**self).read(request)
+    }
+}

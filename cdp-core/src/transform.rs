@@ -69,3 +69,18 @@ pub trait Transform: std::fmt::Debug + Send + Sync {
     /// Transforms one batch.
     fn apply(&self, batch: Batch) -> Result<TransformOutput>;
 }
+
+/// Lets a boxed transform go wherever a transform is expected.
+impl<T: Transform + ?Sized> Transform for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        (**self).output_schema(input)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<TransformOutput> {
+        (**self).apply(batch)
+    }
+}

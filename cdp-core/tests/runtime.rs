@@ -5,6 +5,8 @@
 mod runtime {
     mod support;
 
+    mod api;
+
     mod backpressure;
     mod cancel;
     mod dead_letter;
