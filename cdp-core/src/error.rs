@@ -77,6 +77,18 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A flow check (governance policy, contract) refused to let a stream's fields reach a
+    /// destination; nothing of that stream was sent there.
+    #[error("flow of stream `{stream}` to destination `{destination}` refused: {message}")]
+    Policy {
+        /// The stream.
+        stream: String,
+        /// The destination.
+        destination: String,
+        /// Which field, which rule, and why.
+        message: String,
+    },
+
     /// The run was cancelled before it finished.
     #[error("cancelled")]
     Cancelled,

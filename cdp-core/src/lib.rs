@@ -44,6 +44,7 @@ pub mod checkpoint;
 pub mod destination;
 pub mod error;
 pub mod event;
+pub mod flow;
 pub mod hash;
 pub mod identity;
 pub mod memory;
@@ -60,6 +61,7 @@ pub use checkpoint::SqliteStateStore;
 pub use checkpoint::{MemoryStateStore, StateStore};
 pub use destination::{Destination, OpenContext, RejectedRow, WriteOutcome};
 pub use error::{BoxError, Error, Result};
+pub use flow::{Flow, FlowCheck};
 pub use event::{Checkpoint, DEAD_LETTER_STREAM, DeadLetter, PipelineState, SourceEvent};
 pub use identity::{IdentityEvent, IdentityEventKind, IdentityResolver, ResolvedBatch};
 pub use record::{

@@ -214,6 +214,13 @@ impl Batch {
     }
 }
 
+/// The schema [`Batch::stamp`] gives batches of `schema`: user columns, then the system
+/// columns.
+pub fn stamped_schema(schema: &SchemaRef) -> Result<SchemaRef> {
+    let empty = RecordBatch::new_empty(schema.clone());
+    Ok(Batch::new("", empty, "").stamp()?.data.schema())
+}
+
 /// `schema` without the reserved `_cdp_` columns.
 pub fn user_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Arc<Field>> = schema

@@ -11,6 +11,7 @@ mod runtime {
     mod cancel;
     mod dead_letter;
     mod delivery;
+    mod flow;
     mod micro_batch;
     mod retry;
 }

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{MemoryStateStore, StateStore};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
+use crate::flow::FlowCheck;
 use crate::identity::IdentityResolver;
 use crate::retry::RetryPolicy;
 use crate::source::Source;
@@ -35,6 +36,9 @@ use crate::transform::Transform;
 
 use stats::LiveStats;
 pub use stats::{DestinationStats, RunReport, RunStatus, StreamStats};
+
+/// A destination's own transforms, shared by the router (for schemas) and its worker.
+type Transforms = Arc<Vec<Box<dyn Transform>>>;
 
 /// How a pipeline paces its commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +70,10 @@ pub struct PipelineBuilder {
     source: Option<Box<dyn Source>>,
     transforms: Vec<Box<dyn Transform>>,
     identity: Option<Arc<dyn IdentityResolver>>,
-    destinations: Vec<Box<dyn Destination>>,
+    destinations: Vec<(Box<dyn Destination>, Transforms)>,
     dead_letter: Option<Box<dyn Destination>>,
     state_store: Option<Arc<dyn StateStore>>,
+    checks: Vec<Arc<dyn FlowCheck>>,
     mode: RunMode,
     channel_capacity: usize,
     commit_every_rows: usize,
@@ -98,7 +103,28 @@ impl PipelineBuilder {
 
     /// Adds a destination; every batch goes to every destination.
     pub fn destination(mut self, destination: impl Destination + 'static) -> Self {
-        self.destinations.push(Box::new(destination));
+        self.destinations
+            .push((Box::new(destination), Arc::new(Vec::new())));
+        self
+    }
+
+    /// Adds a destination whose batches first go through its own `transforms` (masking or
+    /// dropping what only this destination may not receive). Rows those transforms reject
+    /// are dead-lettered; the record hash is recomputed on what the destination receives.
+    pub fn destination_with(
+        mut self,
+        destination: impl Destination + 'static,
+        transforms: Vec<Box<dyn Transform>>,
+    ) -> Self {
+        self.destinations
+            .push((Box::new(destination), Arc::new(transforms)));
+        self
+    }
+
+    /// Adds a check every flow (stream → destination) must pass, before the run starts
+    /// and whenever a schema changes. See [`FlowCheck`].
+    pub fn check(mut self, check: impl FlowCheck + 'static) -> Self {
+        self.checks.push(Arc::new(check));
         self
     }
 
@@ -167,7 +193,7 @@ impl PipelineBuilder {
                 self.id
             )));
         }
-        let mut names: Vec<&str> = self.destinations.iter().map(|d| d.name()).collect();
+        let mut names: Vec<&str> = self.destinations.iter().map(|(d, _)| d.name()).collect();
         if let Some(dlq) = &self.dead_letter {
             names.push(dlq.name());
         }
@@ -193,6 +219,7 @@ impl PipelineBuilder {
             identity: self.identity,
             destinations: self.destinations,
             dead_letter: self.dead_letter,
+            checks: self.checks,
             state_store: self
                 .state_store
                 .unwrap_or_else(|| Arc::new(MemoryStateStore::new())),
@@ -215,8 +242,9 @@ pub struct Pipeline {
     source: Box<dyn Source>,
     transforms: Vec<Box<dyn Transform>>,
     identity: Option<Arc<dyn IdentityResolver>>,
-    destinations: Vec<Box<dyn Destination>>,
+    destinations: Vec<(Box<dyn Destination>, Transforms)>,
     dead_letter: Option<Box<dyn Destination>>,
+    checks: Vec<Arc<dyn FlowCheck>>,
     state_store: Arc<dyn StateStore>,
     mode: RunMode,
     channel_capacity: usize,
@@ -259,6 +287,7 @@ impl Pipeline {
             destinations: Vec::new(),
             dead_letter: None,
             state_store: None,
+            checks: Vec::new(),
             mode: RunMode::Batch,
             channel_capacity: 4,
             commit_every_rows: 250_000,

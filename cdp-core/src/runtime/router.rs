@@ -39,6 +39,7 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         identity,
         destinations,
         dead_letter,
+        checks,
         state_store,
         mode,
         channel_capacity,
@@ -71,34 +72,22 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         committed_epoch: committed.epoch,
     };
     let counters: Vec<_> = stats.destinations.iter().map(|(_, c)| c.clone()).collect();
-    let workers: Vec<Worker> = destinations
-        .into_iter()
-        .zip(&counters)
-        .map(|(d, c)| Worker::spawn(d, ctx.clone(), channel_capacity, retry.clone(), c.clone()))
+    let flows: Vec<(String, super::Transforms)> = destinations
+        .iter()
+        .map(|(d, t)| (d.name().to_string(), t.clone()))
         .collect();
-    let dlq = dead_letter.map(|d| {
-        let c = counters.last().cloned().unwrap_or_default();
-        Worker::spawn(d, ctx.clone(), channel_capacity, retry.clone(), c)
-    });
-
-    let request = ReadRequest {
-        state: committed.clone(),
-        streams,
-        sync_mode: None,
-    };
-    let events = source.read(request).map_err(|e| fail("source", e))?;
-    let (tx, rx) = mpsc::channel::<Feed>(channel_capacity);
-    let source_task = tokio::spawn(pump(events, tx, cancel.clone(), cancel_grace));
-
     let mut router = Router {
         stats: stats.clone(),
         transforms,
         identity,
+        checks,
+        flows,
+        pipeline_id: id.clone(),
         catalog,
         prepared: HashMap::new(),
         pending_dead: Vec::new(),
         buffers: Vec::new(),
-        committed,
+        committed: committed.clone(),
         cursors: None,
         pending_rows: 0,
         first_pending: None,
@@ -106,9 +95,33 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         want_barrier: false,
         mode,
         commit_every_rows,
-        has_dlq: dlq.is_some(),
+        has_dlq: dead_letter.is_some(),
         source_name: source.name().to_string(),
     };
+    // Policy first: nothing is opened, read or written if a declared flow is refused.
+    router.check_declared_flows().map_err(|(stage, e)| fail(&stage, e))?;
+
+    let workers: Vec<Worker> = destinations
+        .into_iter()
+        .zip(&counters)
+        .map(|((d, t), c)| {
+            Worker::spawn(d, t, ctx.clone(), channel_capacity, retry.clone(), c.clone())
+        })
+        .collect();
+    let dlq = dead_letter.map(|d| {
+        let c = counters.last().cloned().unwrap_or_default();
+        Worker::spawn(d, Arc::default(), ctx.clone(), channel_capacity, retry.clone(), c)
+    });
+
+    let request = ReadRequest {
+        state: committed,
+        streams,
+        sync_mode: None,
+    };
+    let events = source.read(request).map_err(|e| fail("source", e))?;
+    let (tx, rx) = mpsc::channel::<Feed>(channel_capacity);
+    let source_task = tokio::spawn(pump(events, tx, cancel.clone(), cancel_grace));
+
     let mut all = Workers {
         data: workers,
         dlq,
@@ -216,6 +229,10 @@ struct Router {
     stats: Arc<LiveStats>,
     transforms: Vec<Box<dyn crate::transform::Transform>>,
     identity: Option<Arc<dyn crate::identity::IdentityResolver>>,
+    checks: Vec<Arc<dyn crate::flow::FlowCheck>>,
+    /// Each data destination's name and own transforms, in worker order.
+    flows: Vec<(String, super::Transforms)>,
+    pipeline_id: String,
     catalog: Catalog,
     /// The stamped schema each destination was last prepared with, per stream.
     prepared: HashMap<Arc<str>, SchemaRef>,
@@ -450,6 +467,7 @@ impl Router {
         );
         let schema = batch.data.schema();
         if self.prepared.get(&batch.stream) != Some(&schema) {
+            self.check_flows(&batch.stream, &schema)?;
             let spec = self.spec_for(&batch.stream, schema.clone());
             for worker in workers.data.iter_mut() {
                 worker
@@ -465,6 +483,52 @@ impl Router {
                 .send(WorkerMsg::Write(batch.clone()))
                 .await
                 .map_err(|e| (format!("destination {}", worker.name), e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the flow checks for every stream the source declared, on the schema each
+    /// destination will receive.
+    fn check_declared_flows(&self) -> Result<(), StageError> {
+        if self.checks.is_empty() {
+            return Ok(());
+        }
+        for stream in &self.catalog.streams {
+            let mut schema = stream.schema.clone();
+            for transform in &self.transforms {
+                schema = transform
+                    .output_schema(&schema)
+                    .map_err(|e| (format!("transform {}", transform.name()), e))?;
+            }
+            if self.identity.is_some() {
+                let mut fields = schema.fields().to_vec();
+                fields.push(Arc::new(arrow::datatypes::Field::new(
+                    crate::record::PROFILE_ID_COLUMN,
+                    arrow::datatypes::DataType::Utf8,
+                    true,
+                )));
+                schema = Arc::new(arrow::datatypes::Schema::new(fields));
+            }
+            let stamped =
+                crate::record::stamped_schema(&schema).map_err(|e| ("stamp".to_string(), e))?;
+            self.check_flows(&stream.name, &stamped)?;
+        }
+        Ok(())
+    }
+
+    fn check_flows(&self, stream: &str, stamped: &SchemaRef) -> Result<(), StageError> {
+        for (destination, transforms) in &self.flows {
+            let schema = super::worker::output_schema(transforms, stamped.clone())
+                .map_err(|e| (format!("destination {destination} transforms"), e))?;
+            let flow = crate::flow::Flow {
+                pipeline_id: &self.pipeline_id,
+                stream,
+                destination,
+                schema: &schema,
+            };
+            for check in &self.checks {
+                check.check(&flow).map_err(|e| ("flow check".to_string(), e))?;
+            }
         }
         Ok(())
     }

@@ -25,6 +25,59 @@ pub(crate) enum WorkerMsg {
     Commit(u64, oneshot::Sender<Result<()>>),
 }
 
+/// The schema a destination receives after its own transforms (user columns in, stamped
+/// columns out).
+pub(crate) fn output_schema(
+    transforms: &[Box<dyn crate::transform::Transform>],
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<arrow::datatypes::SchemaRef> {
+    if transforms.is_empty() {
+        return Ok(schema);
+    }
+    let mut schema = crate::record::user_schema(&schema);
+    for transform in transforms {
+        schema = transform.output_schema(&schema)?;
+    }
+    crate::record::stamped_schema(&schema)
+}
+
+/// Runs a destination's own transforms; `None` means "send the shared batch as it is"
+/// when there are none, or "nothing left" when they filtered every row.
+fn apply(
+    transforms: &[Box<dyn crate::transform::Transform>],
+    batch: &Batch,
+    rejected: &mut Vec<DeadLetter>,
+) -> Result<Option<Batch>> {
+    if transforms.is_empty() {
+        return Ok(None);
+    }
+    let mut own = Batch {
+        data: {
+            // Transforms see user columns; op and profile id survive the re-stamp.
+            let schema = batch.data.schema();
+            let keep: Vec<usize> = (0..schema.fields().len())
+                .filter(|&i| {
+                    let name = schema.field(i).name();
+                    !crate::record::is_system_column(name)
+                        || name == crate::record::OP_COLUMN
+                        || name == crate::record::PROFILE_ID_COLUMN
+                })
+                .collect();
+            batch.data.project(&keep)?
+        },
+        ..batch.clone()
+    };
+    for transform in transforms {
+        let output = transform.apply(own)?;
+        rejected.extend(output.dead_letters);
+        match output.batch {
+            Some(next) if next.num_rows() > 0 => own = next,
+            _ => return Ok(None),
+        }
+    }
+    own.stamp().map(Some)
+}
+
 /// The router's end of a worker.
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -36,6 +89,7 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn spawn(
         mut destination: Box<dyn Destination>,
+        transforms: super::Transforms,
         ctx: OpenContext,
         capacity: usize,
         retry: RetryPolicy,
@@ -59,10 +113,16 @@ impl Worker {
             let stage = format!("destination {name}");
             while let Some(msg) = rx.recv().await {
                 match msg {
-                    WorkerMsg::Prepare(spec) => {
+                    WorkerMsg::Prepare(mut spec) => {
+                        spec.schema = output_schema(&transforms, spec.schema)?;
                         destination.prepare(&spec).await?;
                     }
                     WorkerMsg::Write(batch) => {
+                        let batch = match apply(&transforms, &batch, &mut rejected)? {
+                            Some(own) => Arc::new(own),
+                            None if transforms.is_empty() => batch,
+                            None => continue,
+                        };
                         let mut attempts = retry.start(&write);
                         let outcome = loop {
                             match destination.write(&batch).await {
