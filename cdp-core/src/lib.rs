@@ -78,5 +78,7 @@ pub use transform::{Transform, TransformOutput};
 
 /// Re-export, so connector authors use the same Arrow as the runtime.
 pub use arrow;
+/// Re-export, so connector authors build event streams with the same `futures`.
+pub use futures;
 /// Re-export, so connector authors implement the traits with the same macro.
 pub use async_trait::async_trait;
