@@ -1,0 +1,87 @@
+//! Landing-zone destinations: JSONL and Parquet files, partitioned by stream and day.
+//!
+//! Layout: `{root}/{stream}/dt=YYYY-MM-DD/part-{epoch:010}-{seq:05}.{jsonl|parquet}`. The
+//! day is the batch's sync day (UTC), or the day of a timestamp/date column
+//! (`partition_column`). Files are staged per epoch under `{root}/_staging/` and published by
+//! atomic renames once the pipeline has committed the epoch; see
+//! [`Destination`](cdp_core::Destination) for the contract. The dead-letter stream
+//! `_cdp_dead_letters` is written like any other, so a JSONL destination can serve as the
+//! dead-letter path.
+
+pub mod jsonl;
+mod landing;
+pub mod parquet;
+
+pub use jsonl::{JsonlDestination, JsonlDestinationConfig};
+pub use parquet::{ParquetCompression, ParquetDestination, ParquetDestinationConfig};
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use cdp_core::{Error, Result};
+use landing::Landing;
+
+/// Default cap on one file's size before a new one is started: 256 MiB.
+pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Holds the landing-zone state and runs its blocking file work on tokio's blocking pool.
+///
+/// The state sits in a mutex only because `Destination` must be `Sync` and Parquet writers
+/// are not; it is never locked concurrently (every method takes `&mut self`).
+#[derive(Debug)]
+pub(crate) struct Blocking {
+    connector: &'static str,
+    root: PathBuf,
+    landing: Option<Mutex<Landing>>,
+}
+
+impl Blocking {
+    pub(crate) fn new(connector: &'static str, landing: Landing) -> Self {
+        Blocking {
+            connector,
+            root: landing.root().to_path_buf(),
+            landing: Some(Mutex::new(landing)),
+        }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn landing_mut(&mut self) -> Result<&mut Landing> {
+        let connector = self.connector;
+        self.landing
+            .as_mut()
+            .and_then(|m| m.get_mut().ok())
+            .ok_or_else(|| lost(connector))
+    }
+
+    /// Runs `work` off the executor: file writes, compression and fsyncs block.
+    pub(crate) async fn run<T, F>(&mut self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Landing) -> Result<T> + Send + 'static,
+    {
+        let connector = self.connector;
+        let mut landing = self
+            .landing
+            .take()
+            .and_then(|m| m.into_inner().ok())
+            .ok_or_else(|| lost(connector))?;
+        let (landing, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut landing);
+            (landing, result)
+        })
+        .await
+        .map_err(|e| Error::external(connector, e))?;
+        self.landing = Some(Mutex::new(landing));
+        result
+    }
+}
+
+fn lost(connector: &str) -> Error {
+    Error::external(
+        connector,
+        "the destination failed while writing and cannot be used any more; open a new one",
+    )
+}

@@ -1,0 +1,352 @@
+//! What the file sources share: file listing, the per-file cursor, the event emitter and
+//! the blocking reader thread behind the returned stream.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use cdp_core::{
+    Batch, Catalog, Checkpoint, DeadLetter, Error, ReadRequest, Result, SourceEvent,
+    SourceEventStream, StreamSpec, SyncMode,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::schema::check_user_schema;
+
+/// Rows per batch unless configured otherwise.
+pub(crate) const DEFAULT_BATCH_SIZE: usize = 8192;
+/// Records sampled for schema inference unless configured otherwise.
+pub(crate) const DEFAULT_INFER_RECORDS: usize = 1000;
+/// Events buffered between the reader thread and the consumer: enough to overlap decoding
+/// with downstream work, few enough to keep memory bounded by a handful of batches.
+const CHANNEL_CAPACITY: usize = 4;
+
+/// Settings every file source has.
+#[derive(Debug, Clone)]
+pub(crate) struct FileOptions {
+    pub(crate) connector: &'static str,
+    pub(crate) path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) stream: Option<String>,
+    pub(crate) schema: Option<SchemaRef>,
+    pub(crate) infer_records: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) extensions: Vec<String>,
+}
+
+impl FileOptions {
+    pub(crate) fn new(connector: &'static str, path: PathBuf, extensions: &[&str]) -> Self {
+        FileOptions {
+            connector,
+            path,
+            name: connector.to_string(),
+            stream: None,
+            schema: None,
+            infer_records: DEFAULT_INFER_RECORDS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            extensions: extensions.iter().map(|e| (*e).to_string()).collect(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::Config(format!(
+                "{}: `batch_size` must be at least 1",
+                self.connector
+            )));
+        }
+        if self.infer_records == 0 && self.schema.is_none() {
+            return Err(Error::Config(format!(
+                "{}: `infer_records` must be at least 1 when no schema is given",
+                self.connector
+            )));
+        }
+        if let Some(schema) = &self.schema {
+            check_user_schema(schema)?;
+        }
+        Ok(())
+    }
+
+    /// The stream name: configured, else the file stem of a file or the name of a directory.
+    pub(crate) fn stream_name(&self) -> Result<String> {
+        if let Some(stream) = &self.stream {
+            return Ok(stream.clone());
+        }
+        let is_dir = self.path.is_dir();
+        let name = if is_dir {
+            self.path.file_name().map(PathBuf::from).or_else(|| {
+                // `.` or `..` have no name of their own; their canonical path does.
+                std::fs::canonicalize(&self.path)
+                    .ok()
+                    .and_then(|p| p.file_name().map(PathBuf::from))
+            })
+        } else {
+            self.path.file_stem().map(PathBuf::from)
+        };
+        name.map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: cannot derive a stream name from `{}`; set `stream`",
+                    self.connector,
+                    self.path.display()
+                ))
+            })
+    }
+
+    /// The files to read, sorted by name; the key of each is its name, which cursors use.
+    pub(crate) fn list_files(&self) -> Result<Vec<(String, PathBuf)>> {
+        let meta = std::fs::metadata(&self.path)
+            .map_err(|e| Error::io(self.path.display().to_string(), e))?;
+        if !meta.is_dir() {
+            let key = self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.path.display().to_string());
+            return Ok(vec![(key, self.path.clone())]);
+        }
+        let entries = std::fs::read_dir(&self.path)
+            .map_err(|e| Error::io(self.path.display().to_string(), e))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(self.path.display().to_string(), e))?;
+            let path = entry.path();
+            let wanted = path
+                .extension()
+                .map(|ext| ext.to_string_lossy())
+                .is_some_and(|ext| self.extensions.iter().any(|e| e.eq_ignore_ascii_case(&ext)));
+            if !wanted {
+                continue;
+            }
+            let file_type = entry
+                .file_type()
+                .map_err(|e| Error::io(path.display().to_string(), e))?;
+            // Follow symlinks, but skip directories that happen to carry the extension.
+            if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
+                continue;
+            }
+            let key = entry.file_name().to_string_lossy().into_owned();
+            files.push((key, path));
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// The spec `discover` reports for the single stream.
+    pub(crate) fn stream_spec(&self, schema: SchemaRef) -> Result<StreamSpec> {
+        Ok(StreamSpec::new(self.stream_name()?, schema)
+            .with_sync_modes([SyncMode::FullRefresh, SyncMode::IncrementalAppend]))
+    }
+
+    pub(crate) fn catalog(&self, schema: SchemaRef) -> Result<Catalog> {
+        Ok(Catalog::new(vec![self.stream_spec(schema)?]))
+    }
+}
+
+/// The schema of a source: given, or inferred once and kept so every read of this source
+/// instance decodes with the same columns.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SchemaCell(Arc<OnceLock<SchemaRef>>);
+
+impl SchemaCell {
+    pub(crate) fn get_or_try_init(
+        &self,
+        init: impl FnOnce() -> Result<SchemaRef>,
+    ) -> Result<SchemaRef> {
+        if let Some(schema) = self.0.get() {
+            return Ok(schema.clone());
+        }
+        let schema = init()?;
+        check_user_schema(&schema)?;
+        Ok(self.0.get_or_init(|| schema).clone())
+    }
+}
+
+/// The cursor of a file stream: per file (by name), the position up to which it was read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileCursor {
+    pub(crate) files: BTreeMap<String, u64>,
+}
+
+impl FileCursor {
+    /// The committed cursor of `stream`, or an empty one on a first run or a full refresh.
+    pub(crate) fn from_request(request: &ReadRequest, stream: &str) -> Result<FileCursor> {
+        if request.sync_mode == Some(SyncMode::FullRefresh) {
+            return Ok(FileCursor::default());
+        }
+        match request.state.cursor(stream) {
+            None | Some(serde_json::Value::Null) => Ok(FileCursor::default()),
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+                Error::State(format!(
+                    "cursor of stream `{stream}` is not a file cursor \
+                     (expected {{\"files\": {{\"name\": position}}}}): {e}"
+                ))
+            }),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "files": self.files })
+    }
+}
+
+/// Sends a stream's events from the reader thread, keeping the cursor they cover.
+#[derive(Debug)]
+pub(crate) struct Emitter {
+    tx: mpsc::Sender<Result<SourceEvent>>,
+    stream: Arc<str>,
+    source_id: Arc<str>,
+    cursor: FileCursor,
+    /// The cursor as of the last checkpoint sent, so nothing is checkpointed twice.
+    checkpointed: FileCursor,
+}
+
+impl Emitter {
+    pub(crate) fn new(
+        tx: mpsc::Sender<Result<SourceEvent>>,
+        stream: &str,
+        source_id: &str,
+        cursor: FileCursor,
+    ) -> Self {
+        Emitter {
+            tx,
+            stream: stream.into(),
+            source_id: source_id.into(),
+            checkpointed: cursor.clone(),
+            cursor,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Where `file` was read up to, per the cursor (`0` if never).
+    pub(crate) fn position(&self, file: &str) -> u64 {
+        self.cursor.files.get(file).copied().unwrap_or(0)
+    }
+
+    fn send(&self, event: SourceEvent) -> Result<()> {
+        // A closed channel means the consumer dropped the stream: stop reading quietly.
+        self.tx
+            .blocking_send(Ok(event))
+            .map_err(|_| Error::Cancelled)
+    }
+
+    /// Emits `data` followed by a checkpoint placing `file` at `position`.
+    pub(crate) fn batch(&mut self, data: RecordBatch, file: &str, position: u64) -> Result<()> {
+        if data.num_rows() > 0 {
+            let batch = Batch::new(self.stream.clone(), data, self.source_id.clone());
+            self.send(SourceEvent::Batch(batch))?;
+        }
+        self.checkpoint(file, position)
+    }
+
+    /// Emits a checkpoint placing `file` at `position`, unless nothing moved since the last.
+    pub(crate) fn checkpoint(&mut self, file: &str, position: u64) -> Result<()> {
+        self.cursor.files.insert(file.to_string(), position);
+        if self.cursor == self.checkpointed {
+            return Ok(());
+        }
+        self.checkpointed = self.cursor.clone();
+        let checkpoint = Checkpoint::new(self.stream.to_string(), self.cursor.to_json());
+        self.send(SourceEvent::Checkpoint(checkpoint))
+    }
+
+    pub(crate) fn dead_letter(&self, letter: DeadLetter) -> Result<()> {
+        self.send(SourceEvent::DeadLetter(letter))
+    }
+}
+
+/// Runs `work` on tokio's blocking pool (file I/O and decoding would stall the executor)
+/// and returns its events as a stream. The thread starts on the first poll, so `read` needs
+/// no runtime; dropping the stream stops the thread at its next send.
+pub(crate) fn blocking_stream<F>(connector: &'static str, work: F) -> SourceEventStream
+where
+    F: FnOnce(mpsc::Sender<Result<SourceEvent>>) -> Result<()> + Send + 'static,
+{
+    type Rx = mpsc::Receiver<Result<SourceEvent>>;
+    enum State<F> {
+        Idle(F),
+        Running(Rx, tokio::task::JoinHandle<()>),
+        Done,
+    }
+
+    let stream = futures::stream::unfold(State::Idle(work), move |state| async move {
+        let (mut rx, handle) = match state {
+            State::Idle(work) => {
+                let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+                let handle = tokio::task::spawn_blocking(move || {
+                    let errors = tx.clone();
+                    match work(tx) {
+                        Ok(()) | Err(Error::Cancelled) => {}
+                        Err(e) => {
+                            let _ = errors.blocking_send(Err(e));
+                        }
+                    }
+                });
+                (rx, handle)
+            }
+            State::Running(rx, handle) => (rx, handle),
+            State::Done => return None,
+        };
+        match rx.recv().await {
+            Some(event) => Some((event, State::Running(rx, handle))),
+            // The thread ended; make sure it did not end by panicking, which would
+            // otherwise look like a finished read.
+            None => match handle.await {
+                Ok(()) => None,
+                Err(e) => Some((Err(Error::external(connector, e)), State::Done)),
+            },
+        }
+    });
+    Box::pin(stream)
+}
+
+/// Opens `path` for reading, naming it in the error.
+pub(crate) fn open_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))
+}
+
+/// Starts reading the stream of `options`: lists the files on the reader thread (so files
+/// added since the source was built are seen), builds the per-file reader with `make` (which
+/// may infer the schema) and reads every file from its committed position.
+pub(crate) fn read_stream<Make, Reader>(
+    options: FileOptions,
+    request: ReadRequest,
+    make: Make,
+) -> Result<SourceEventStream>
+where
+    Make: FnOnce(&FileOptions) -> Result<Reader> + Send + 'static,
+    Reader: FnMut(&mut Emitter, &str, &Path) -> Result<()>,
+{
+    options.validate()?;
+    if request.sync_mode == Some(SyncMode::IncrementalDedup) {
+        return Err(Error::Config(format!(
+            "{}: sync mode incremental_dedup is not supported (files have no primary key); \
+             use full_refresh or incremental_append",
+            options.connector
+        )));
+    }
+    let stream = options.stream_name()?;
+    if !request.wants(&stream) {
+        return Ok(Box::pin(futures::stream::empty()));
+    }
+    let cursor = FileCursor::from_request(&request, &stream)?;
+    Ok(blocking_stream(options.connector, move |tx| {
+        let files = options.list_files()?;
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut read_file = make(&options)?;
+        let mut out = Emitter::new(tx, &stream, &options.name, cursor);
+        for (key, path) in &files {
+            read_file(&mut out, key, path)?;
+        }
+        Ok(())
+    }))
+}

@@ -1,0 +1,17 @@
+//! Integration tests of the file connectors, on real files in temporary directories.
+
+#![cfg(feature = "files")]
+// Helpers outside `#[test]` functions panic on failure too; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+#[path = "files/support.rs"]
+mod support;
+
+#[path = "files/csv_source.rs"]
+mod csv_source;
+#[path = "files/destinations.rs"]
+mod destinations;
+#[path = "files/jsonl_source.rs"]
+mod jsonl_source;
+#[path = "files/parquet_source.rs"]
+mod parquet_source;
