@@ -2000,4 +2000,86 @@ mod tests {
         );
         assert_eq!(styled(e, Style::Leading), " alice.smith@acme.io");
     }
+
+    #[test]
+    fn normalize_reads_the_sample_and_dead_letters_its_bad_timestamps() {
+        use cdp_core::Batch;
+        use cdp_core::arrow::array::{Array, AsArray};
+        use cdp_core::transform::Transform;
+        use cdp_core::transforms::{Normalize, NormalizeConfig};
+        use std::sync::Arc;
+
+        let dir = temp_dir("normalize");
+        let manifest = generate(
+            &dir,
+            &SampleConfig {
+                persons: 200,
+                events: 2_000,
+                inject_errors: true,
+                ..SampleConfig::default()
+            },
+        )
+        .unwrap();
+        // Malformed lines are the file source's dead letters; keep the parseable ones.
+        let text = std::fs::read_to_string(&manifest.web.path).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .collect();
+        let joined = lines.join("\n");
+        let (schema, _) =
+            cdp_core::arrow::json::reader::infer_json_schema(std::io::Cursor::new(&joined), None)
+                .unwrap();
+        let data = cdp_core::arrow::json::ReaderBuilder::new(Arc::new(schema))
+            .with_batch_size(lines.len())
+            .build(std::io::Cursor::new(&joined))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+
+        let config: NormalizeConfig = serde_json::from_value(serde_json::json!({
+            "fields": [
+                { "from": "messageId", "to": "message_id" },
+                { "from": "userId", "to": "user_id" },
+                { "from": "context.traits.email", "to": "email", "normalise": ["trim", "lowercase", "empty_as_null"] },
+                { "from": "timestamp", "to": "event_time", "cast": "timestamp_us" },
+                { "from": "properties.revenue", "to": "revenue", "cast": "float64" }
+            ],
+            "keep_unmapped": true,
+            "drop": ["context"]
+        }))
+        .unwrap();
+        let n = Normalize::new(config).unwrap();
+        let input = data.schema();
+        let out = n.apply(Batch::new("web", data, "sample")).unwrap();
+        assert_eq!(
+            out.dead_letters.len(),
+            manifest.web.bad_timestamp_lines.len()
+        );
+        assert!(
+            out.dead_letters
+                .iter()
+                .all(|d| d.reason.contains("to timestamp_us"))
+        );
+        let batch = out.batch.unwrap();
+        assert_eq!(
+            batch.num_rows(),
+            manifest.web.events - out.dead_letters.len()
+        );
+        assert_eq!(batch.data.schema(), n.output_schema(&input).unwrap());
+        let emails = batch
+            .data
+            .column_by_name("email")
+            .unwrap()
+            .as_string::<i32>();
+        assert!(emails.null_count() > 0 && emails.null_count() < emails.len());
+        assert!(
+            emails
+                .iter()
+                .flatten()
+                .all(|e| e == e.trim().to_lowercase())
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
