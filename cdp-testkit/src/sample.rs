@@ -933,8 +933,12 @@ impl World {
                 Kind::Lead => 0.0,
                 Kind::Test => 0.5,
                 Kind::Regular => {
+                    // Pareto with shape 4/3: (1 - u)^(-3/4). Built from `sqrt`, which IEEE
+                    // rounds exactly everywhere (`powf` does not), so budgets, and the files,
+                    // are the same on every platform.
                     let u: f64 = self.rng.random();
-                    (1.0 / (1.0 - u).powf(1.0 / 1.6)).min(40.0)
+                    let s = (1.0 - u).sqrt();
+                    (1.0 / (s * s.sqrt())).min(40.0)
                 }
             })
             .collect();

@@ -439,7 +439,13 @@ impl Normalize {
             current = cast_with_options(&current, &DataType::Utf8, &safe())?;
         }
         for normaliser in &rule.normalise {
-            let strings = current.as_string::<i32>();
+            let strings = current.as_string_opt::<i32>().ok_or_else(|| {
+                kernel_error(format!(
+                    "text of `{}` came out as {}",
+                    rule.from,
+                    current.data_type()
+                ))
+            })?;
             let (next, invalid) = self.normalise(*normaliser, strings);
             for row in invalid {
                 let value = quote(&current, row);
@@ -461,7 +467,14 @@ impl Normalize {
         let mut cast_array = cast_with_options(&current, &kernel_type, &safe())?;
         if cast == CastType::TimestampUs {
             let labelled = cast_array
-                .as_primitive::<TimestampMicrosecondType>()
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| {
+                    kernel_error(format!(
+                        "cast of `{}` to timestamp_us came out as {}",
+                        rule.from,
+                        cast_array.data_type()
+                    ))
+                })?
                 .clone()
                 .with_timezone("UTC");
             cast_array = Arc::new(labelled);
@@ -583,6 +596,13 @@ impl Transform for Normalize {
             dead_letters,
         })
     }
+}
+
+/// A kernel returned something other than what it promised (a bug, not bad input).
+fn kernel_error(message: String) -> Error {
+    Error::Arrow(arrow::error::ArrowError::ComputeError(format!(
+        "normalize: {message}"
+    )))
 }
 
 fn safe() -> CastOptions<'static> {
