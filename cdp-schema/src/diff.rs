@@ -349,7 +349,8 @@ fn probable_renames(
                 score += 0.2;
                 evidence.push("the only field removed and the only one added here".into());
             }
-            if similarity >= 0.7 || same_position || only_pair {
+            // Being the only pair is supporting evidence, never enough on its own.
+            if similarity >= 0.7 || same_position {
                 candidates.push((score, oi, ni, evidence));
             }
         }

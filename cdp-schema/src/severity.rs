@@ -238,6 +238,7 @@ pub struct ClassifiedChange {
 
 /// A diff whose changes carry severities.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ClassifiedDiff {
     /// The changes, in schema order.
     pub changes: Vec<ClassifiedChange>,
