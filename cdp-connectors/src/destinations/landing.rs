@@ -1,6 +1,6 @@
 //! The staging and publishing logic shared by the file destinations.
 //!
-//! Writes of epoch `e` go to `{root}/_staging/epoch-{e}/{stream}/dt=…/part-….{ext}`, the same
+//! Writes of epoch `e` go to `{root}/_staging/{pipeline}/epoch-{e}/{stream}/dt=…/part-….{ext}`, the same
 //! relative layout as the published files. `flush(e)` finishes and fsyncs them; `commit(e)`
 //! renames each into `{root}` (an atomic replace, so publishing twice leaves the same files)
 //! and removes the staging directory. `open` finishes an interrupted commit for every epoch the
@@ -62,6 +62,10 @@ pub(crate) struct Landing {
     max_file_bytes: u64,
     /// The epoch current writes belong to; `None` until `open`.
     epoch: Option<u64>,
+    /// The pipeline id from `open`, made safe for file names. Staging and file names carry
+    /// it so that several pipelines can share one root (one dead-letter folder, say) without
+    /// publishing, discarding or overwriting each other's files.
+    pipeline: String,
     open: BTreeMap<PartKey, OpenPart>,
     next_seq: HashMap<PartKey, u32>,
     schemas: HashMap<String, SchemaRef>,
@@ -85,6 +89,7 @@ impl Landing {
             partition_column,
             max_file_bytes,
             epoch: None,
+            pipeline: String::new(),
             open: BTreeMap::new(),
             next_seq: HashMap::new(),
             schemas: HashMap::new(),
@@ -109,7 +114,7 @@ impl Landing {
     }
 
     fn staging_root(&self) -> PathBuf {
-        self.root.join(STAGING_DIR)
+        self.root.join(STAGING_DIR).join(&self.pipeline)
     }
 
     fn staging(&self, epoch: u64) -> PathBuf {
@@ -118,6 +123,7 @@ impl Landing {
 
     pub(crate) fn open(&mut self, ctx: &OpenContext) -> Result<()> {
         create_dir_all(&self.root)?;
+        self.pipeline = file_safe(&ctx.pipeline_id);
         // Abandon anything a previous use of this value left open.
         self.open.clear();
         self.next_seq.clear();
@@ -226,7 +232,11 @@ impl Landing {
 
     fn create_part(&mut self, epoch: u64, key: &PartKey, schema: SchemaRef) -> Result<OpenPart> {
         let seq = self.next_seq.entry(key.clone()).or_insert(0);
-        let name = format!("part-{epoch:010}-{seq:05}.{}", self.format.extension());
+        let name = format!(
+            "part-{}-{epoch:010}-{seq:05}.{}",
+            self.pipeline,
+            self.format.extension()
+        );
         *seq += 1;
         let relative = Path::new(&key.0).join(format!("dt={}", key.1));
         let dir = self.staging(epoch).join(&relative);
@@ -317,7 +327,16 @@ impl Landing {
             sync_dir(dir)?;
         }
         std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
-        sync_dir(&self.staging_root())
+        sync_dir(&self.staging_root())?;
+        // Leave no empty staging folders behind. `remove_dir` only removes empty ones, so
+        // another pipeline staging into the same root at the same moment is unaffected.
+        let pipeline_dir = self.staging_root();
+        if std::fs::remove_dir(&pipeline_dir).is_ok()
+            && let Some(shared) = pipeline_dir.parent()
+        {
+            let _ = std::fs::remove_dir(shared);
+        }
+        Ok(())
     }
 
     pub(crate) fn close(&mut self) -> Result<()> {
@@ -503,5 +522,23 @@ fn sync_dir(dir: &Path) -> Result<()> {
         // once the file system flushes its journal.
         let _ = dir;
         Ok(())
+    }
+}
+
+/// `id` with every character outside `[A-Za-z0-9_.-]` replaced by `_`, never empty.
+fn file_safe(id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match safe.as_str() {
+        "" | "." | ".." => format!("pipeline{safe}"),
+        _ => safe,
     }
 }

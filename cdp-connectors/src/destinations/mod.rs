@@ -1,9 +1,10 @@
 //! Landing-zone destinations: JSONL and Parquet files, partitioned by stream and day.
 //!
-//! Layout: `{root}/{stream}/dt=YYYY-MM-DD/part-{epoch:010}-{seq:05}.{jsonl|parquet}`. The
-//! day is the batch's sync day (UTC), or the day of a timestamp/date column
-//! (`partition_column`). Files are staged per epoch under `{root}/_staging/` and published by
-//! atomic renames once the pipeline has committed the epoch; see
+//! Layout: `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch:010}-{seq:05}.{jsonl|parquet}`.
+//! The day is the batch's sync day (UTC), or the day of a timestamp/date column
+//! (`partition_column`). Files are staged per pipeline and epoch under
+//! `{root}/_staging/{pipeline}/` and published by atomic renames once the pipeline has
+//! committed the epoch, so several pipelines can share one root; see
 //! [`Destination`](cdp_core::Destination) for the contract. The dead-letter stream
 //! `_cdp_dead_letters` is written like any other, so a JSONL destination can serve as the
 //! dead-letter path.

@@ -78,7 +78,7 @@ fn published(root: &Path) -> BTreeSet<String> {
 }
 
 fn staged_epochs(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join("_staging"))
+    let mut names: Vec<String> = std::fs::read_dir(root.join("_staging/test"))
         .map(|entries| {
             entries
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -152,12 +152,12 @@ async fn jsonl_write_flush_commit_publishes_partitioned_files() {
     assert_eq!(
         published(&root),
         BTreeSet::from([
-            "users/dt=2024-05-01/part-0000000001-00000.jsonl".to_string(),
-            "users/dt=2024-05-02/part-0000000001-00000.jsonl".to_string(),
+            "users/dt=2024-05-01/part-test-0000000001-00000.jsonl".to_string(),
+            "users/dt=2024-05-02/part-test-0000000001-00000.jsonl".to_string(),
         ])
     );
     assert!(staged_epochs(&root).is_empty());
-    let day1 = read_jsonl_ids(&root.join("users/dt=2024-05-01/part-0000000001-00000.jsonl"));
+    let day1 = read_jsonl_ids(&root.join("users/dt=2024-05-01/part-test-0000000001-00000.jsonl"));
     assert_eq!(day1, (0..10).chain(15..20).collect::<Vec<_>>());
     assert_eq!(all_ids(&root, "jsonl"), (0..20).collect::<Vec<_>>());
 
@@ -166,12 +166,12 @@ async fn jsonl_write_flush_commit_publishes_partitioned_files() {
     dest.flush(2).await.unwrap();
     dest.commit(2).await.unwrap();
     dest.close().await.unwrap();
-    assert!(published(&root).contains("users/dt=2024-05-01/part-0000000002-00000.jsonl"));
+    assert!(published(&root).contains("users/dt=2024-05-01/part-test-0000000002-00000.jsonl"));
     assert_eq!(all_ids(&root, "jsonl"), (0..25).collect::<Vec<_>>());
 
     // The system columns travel with the rows.
     let line =
-        std::fs::read_to_string(root.join("users/dt=2024-05-02/part-0000000001-00000.jsonl"))
+        std::fs::read_to_string(root.join("users/dt=2024-05-02/part-test-0000000001-00000.jsonl"))
             .unwrap();
     let row: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     assert_eq!(row["_cdp_source"], json!("test"));
@@ -199,11 +199,12 @@ async fn parquet_write_flush_commit_round_trips_every_row() {
     assert_eq!(
         published(&root),
         BTreeSet::from([
-            "orders/dt=2024-05-03/part-0000000001-00000.parquet".to_string(),
-            "users/dt=2024-05-03/part-0000000001-00000.parquet".to_string(),
+            "orders/dt=2024-05-03/part-test-0000000001-00000.parquet".to_string(),
+            "users/dt=2024-05-03/part-test-0000000001-00000.parquet".to_string(),
         ])
     );
-    let batches = read_parquet(&root.join("users/dt=2024-05-03/part-0000000001-00000.parquet"));
+    let batches =
+        read_parquet(&root.join("users/dt=2024-05-03/part-test-0000000001-00000.parquet"));
     let ids: Vec<i64> = batches.iter().flat_map(|b| ids(b, "id")).collect();
     assert_eq!(ids, (0..1000).collect::<Vec<_>>());
     let schema = batches[0].schema();
@@ -236,7 +237,9 @@ async fn a_crash_after_flush_is_published_when_the_epoch_was_committed() {
         dest.open(&ctx(5)).await.unwrap();
         assert_eq!(
             published(&root),
-            BTreeSet::from([format!("users/dt=2024-05-01/part-0000000005-00000.{ext}")])
+            BTreeSet::from([format!(
+                "users/dt=2024-05-01/part-test-0000000005-00000.{ext}"
+            )])
         );
         assert!(staged_epochs(&root).is_empty());
         assert_eq!(all_ids(&root, ext), (0..30).collect::<Vec<_>>());
@@ -310,9 +313,9 @@ async fn an_interrupted_commit_is_finished_by_open() {
         dest.flush(1).await.unwrap();
     }
     // Simulate a crash half-way through the renames: one file already moved.
-    let rel = "users/dt=2024-05-01/part-0000000001-00000.jsonl";
+    let rel = "users/dt=2024-05-01/part-test-0000000001-00000.jsonl";
     std::fs::create_dir_all(root.join("users/dt=2024-05-01")).unwrap();
-    std::fs::rename(root.join("_staging/epoch-1").join(rel), root.join(rel)).unwrap();
+    std::fs::rename(root.join("_staging/test/epoch-1").join(rel), root.join(rel)).unwrap();
 
     let mut dest = JsonlDestination::new(&root);
     dest.open(&ctx(1)).await.unwrap();
@@ -363,7 +366,7 @@ async fn partition_column_splits_rows_by_their_own_day() {
     dest.flush(1).await.unwrap();
     dest.commit(1).await.unwrap();
 
-    let file = |d: &str| root.join(format!("events/dt={d}/part-0000000001-00000.parquet"));
+    let file = |d: &str| root.join(format!("events/dt={d}/part-test-0000000001-00000.parquet"));
     let ids_of = |d: &str| -> Vec<i64> {
         read_parquet(&file(d))
             .iter()
@@ -419,8 +422,8 @@ async fn schema_evolution_starts_a_new_parquet_file() {
     assert_eq!(
         files,
         [
-            "users/dt=2024-05-01/part-0000000001-00000.parquet",
-            "users/dt=2024-05-01/part-0000000001-00001.parquet",
+            "users/dt=2024-05-01/part-test-0000000001-00000.parquet",
+            "users/dt=2024-05-01/part-test-0000000001-00001.parquet",
         ]
     );
     let second = read_parquet(&root.join(&files[1]));
@@ -466,7 +469,7 @@ async fn dead_letters_are_written_like_any_stream() {
     dest.commit(1).await.unwrap();
 
     let path = root.join(format!(
-        "{DEAD_LETTER_STREAM}/dt={day}/part-0000000001-00000.jsonl"
+        "{DEAD_LETTER_STREAM}/dt={day}/part-test-0000000001-00000.jsonl"
     ));
     let text = std::fs::read_to_string(path).unwrap();
     let rows: Vec<serde_json::Value> = text
@@ -510,4 +513,42 @@ async fn contract_violations_are_clear_errors() {
     let compression: ParquetDestinationConfig =
         serde_json::from_value(json!({"root": "x", "compression": "snappy"})).unwrap();
     assert_eq!(compression.compression, ParquetCompression::Snappy);
+}
+
+/// Regression: two pipelines sharing one root (a common dead-letter folder) must not
+/// discard, publish or overwrite each other's staged files.
+#[tokio::test]
+async fn pipelines_sharing_a_root_keep_their_files_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let open = |pipeline: &str| OpenContext {
+        pipeline_id: pipeline.into(),
+        committed_epoch: 0,
+    };
+    let mut a = JsonlDestination::new(&root);
+    let mut b = JsonlDestination::new(&root);
+    a.open(&open("a")).await.unwrap();
+    a.prepare(&spec("users", batch("users", users(0..0), 1).data.schema()))
+        .await
+        .unwrap();
+    a.write(&batch("users", users(1..3), 1)).await.unwrap();
+    a.flush(1).await.unwrap();
+    // B starts after A staged epoch 1 but before A committed it.
+    b.open(&open("b")).await.unwrap();
+    b.prepare(&spec("users", batch("users", users(0..0), 1).data.schema()))
+        .await
+        .unwrap();
+    b.write(&batch("users", users(3..4), 1)).await.unwrap();
+    b.flush(1).await.unwrap();
+    a.commit(1).await.unwrap();
+    b.commit(1).await.unwrap();
+    let mut ids = Vec::new();
+    for name in [
+        "part-a-0000000001-00000.jsonl",
+        "part-b-0000000001-00000.jsonl",
+    ] {
+        ids.extend(read_jsonl_ids(&root.join("users/dt=2024-05-01").join(name)));
+    }
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3]);
 }

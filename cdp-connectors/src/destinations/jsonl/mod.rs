@@ -20,7 +20,7 @@ use super::{Blocking, DEFAULT_MAX_FILE_BYTES};
 const CONNECTOR: &str = "jsonl";
 
 /// Writes every stream as newline-delimited JSON files in a landing zone:
-/// `{root}/{stream}/dt=YYYY-MM-DD/part-{epoch:010}-{seq:05}.jsonl`.
+/// `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch:010}-{seq:05}.jsonl`.
 ///
 /// Files are staged per epoch and published on commit, so after a crash and a resume every
 /// row is in exactly one published file. Rows keep their `_cdp_` columns; null values are

@@ -45,7 +45,7 @@ impl ParquetCompression {
 }
 
 /// Writes every stream as Parquet files in a landing zone:
-/// `{root}/{stream}/dt=YYYY-MM-DD/part-{epoch:010}-{seq:05}.parquet`, readable by Spark,
+/// `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch:010}-{seq:05}.parquet`, readable by Spark,
 /// Trino, DataFusion or [`ParquetSource`](crate::sources::ParquetSource).
 ///
 /// Each epoch writes one file per stream and day (more if `max_file_bytes` is reached, or
