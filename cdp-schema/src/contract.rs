@@ -156,6 +156,10 @@ pub enum RuleKind {
     Removed,
     /// The field is not in the contract, which allows no others.
     Undeclared,
+    /// The event is not in the tracking plan.
+    UnplannedEvent,
+    /// The property is not in the event's plan, which allows no others.
+    UnplannedProperty,
 }
 
 /// One row breaking one rule.
@@ -221,7 +225,7 @@ pub(crate) fn column_at_path(batch: &RecordBatch, path: &str) -> Option<ArrayRef
 }
 
 /// Nulls in a mask count as `false`.
-fn definite(mask: &BooleanArray) -> BooleanArray {
+pub(crate) fn definite(mask: &BooleanArray) -> BooleanArray {
     match mask.nulls() {
         None => mask.clone(),
         Some(nulls) => BooleanArray::new(mask.values() & nulls.inner(), None),
@@ -366,7 +370,7 @@ impl Contract {
 }
 
 /// Rows holding a value not readable as `family`.
-fn wrong_type(
+pub(crate) fn wrong_type(
     column: &ArrayRef,
     family: TypeFamily,
     present: &BooleanArray,

@@ -11,7 +11,10 @@
 //! - [`consumers`]: who reads which fields, and what a diff does to them.
 //! - [`registry`]: versions per subject, in memory or SQLite.
 //! - [`contract`]: field rules validated per row; violating rows are dead-lettered.
+//! - [`tracking_plan`]: Segment-Protocols-style plans per event name.
+//! - [`infer`]: Arrow schemas from JSON samples, with explicit unification rules.
 //! - [`guard`]: the [`SchemaGuard`] transform: register, block, quarantine or split.
+//! - [`lineage`]: a raw → curated mapping transform recording field-level lineage.
 //!
 //! # Example
 //!
@@ -45,8 +48,11 @@ pub mod contract;
 pub mod diff;
 pub mod error;
 pub mod guard;
+pub mod infer;
+pub mod lineage;
 pub mod registry;
 pub mod severity;
+pub mod tracking_plan;
 pub mod types;
 
 pub use compat::{CompatibilityMode, CompatibilityReport};
@@ -56,6 +62,9 @@ pub use diff::render::{DiffReport, render_report, render_report_with_consumers};
 pub use diff::{Change, ChangeKind, SchemaDiff};
 pub use error::{Error, Result};
 pub use guard::{BreakingAction, GuardAction, GuardEvent, GuardHandle, SchemaGuard};
+pub use infer::{InferOptions, infer};
+pub use lineage::{LineageEdge, LineageGraph, LineageMapping};
 pub use registry::{MemoryStore, RegisteredSchema, Registration, RegistryStore, SchemaRegistry};
 pub use severity::{ChangeCategory, ClassifiedDiff, SchemaPolicy, Severity};
+pub use tracking_plan::{TrackingPlan, TrackingPlanCheck};
 pub use types::{Promotions, TypeFamily, TypeRelation};
