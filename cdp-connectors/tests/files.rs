@@ -15,3 +15,5 @@ mod destinations;
 mod jsonl_source;
 #[path = "files/parquet_source.rs"]
 mod parquet_source;
+#[path = "files/pipeline.rs"]
+mod pipeline;

@@ -416,3 +416,36 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<cdp_connectors::ParquetDestination>();
     assert_send_sync::<JsonlSourceConfig>();
 }
+
+#[tokio::test]
+async fn configured_timestamp_and_date_columns_decode_from_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("times.jsonl");
+    write(
+        &path,
+        "{\"id\":1,\"at\":\"2024-05-01T10:00:00Z\",\"day\":\"2024-05-01\"}\n\
+         {\"id\":2,\"at\":\"yesterday\",\"day\":\"2024-05-02\"}\n",
+    );
+    let config: JsonlSourceConfig = serde_json::from_value(json!({
+        "path": path,
+        "schema": [
+            {"name": "id", "type": "int64"},
+            {"name": "at", "type": "timestamp_us"},
+            {"name": "day", "type": "date32"}
+        ]
+    }))
+    .unwrap();
+    let read = read_all(config.build().unwrap().as_ref(), ReadRequest::default()).await;
+    let batches = read.batches();
+    let at = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .unwrap();
+    assert_eq!(at.value(0), 1_714_557_600_000_000);
+    assert_eq!(read.dead_letters().len(), 1);
+    assert_eq!(
+        read.dead_letters()[0].position.as_deref(),
+        Some("times.jsonl:2")
+    );
+}
