@@ -1,0 +1,10 @@
+//! Integration tests of `cdp-identity`, one binary with a module per topic.
+
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
+mod identity {
+    mod common;
+    mod graph;
+    mod props;
+    mod resolver;
+}
