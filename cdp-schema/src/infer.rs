@@ -114,19 +114,110 @@ struct Slot {
     occurrences: usize,
 }
 
-fn kind_of(value: &Value, options: &InferOptions) -> Kind {
+/// A JSON value whose objects keep their keys in document order (`serde_json::Value`
+/// sorts them unless its `preserve_order` feature is on, which we do not impose).
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn from_value(value: &Value) -> Json {
+        match value {
+            Value::Null => Json::Null,
+            Value::Bool(_) => Json::Bool,
+            Value::Number(n) if n.is_i64() => Json::Int,
+            Value::Number(_) => Json::Float,
+            Value::String(s) => Json::Str(s.clone()),
+            Value::Array(items) => Json::Array(items.iter().map(Json::from_value).collect()),
+            Value::Object(map) => Json::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Json::from_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Json;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Json, E> {
+                Ok(Json::Null)
+            }
+            fn visit_none<E>(self) -> Result<Json, E> {
+                Ok(Json::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Json, E> {
+                Ok(Json::Bool)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Json, E> {
+                Ok(Json::Int)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+                Ok(if i64::try_from(v).is_ok() {
+                    Json::Int
+                } else {
+                    Json::Float
+                })
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Json, E> {
+                Ok(Json::Float)
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+                Ok(Json::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Json, E> {
+                Ok(Json::Str(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Json::Array(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+                let mut fields: Vec<(String, Json)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Json>()? {
+                    // A repeated key keeps its first position and its last value, as parsers do.
+                    match fields.iter_mut().find(|(name, _)| *name == k) {
+                        Some(slot) => slot.1 = v,
+                        None => fields.push((k, v)),
+                    }
+                }
+                Ok(Json::Object(fields))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+fn kind_of(value: &Json, options: &InferOptions) -> Kind {
     match value {
-        Value::Null => Kind::Null,
-        Value::Bool(_) => Kind::Bool,
-        Value::Number(n) if n.is_i64() => Kind::Int,
-        Value::Number(_) => Kind::Float,
-        Value::String(s)
+        Json::Null => Kind::Null,
+        Json::Bool => Kind::Bool,
+        Json::Int => Kind::Int,
+        Json::Float => Kind::Float,
+        Json::Str(s)
             if options.detect_timestamps && chrono::DateTime::parse_from_rfc3339(s).is_ok() =>
         {
             Kind::Timestamp
         }
-        Value::String(_) => Kind::Str,
-        Value::Array(items) => {
+        Json::Str(_) => Kind::Str,
+        Json::Array(items) => {
             let mut element = Slot {
                 kind: Kind::Null,
                 nulls: false,
@@ -137,8 +228,9 @@ fn kind_of(value: &Value, options: &InferOptions) -> Kind {
             }
             Kind::Array(Box::new(element))
         }
-        Value::Object(map) => Kind::Object(
-            map.iter()
+        Json::Object(fields) => Kind::Object(
+            fields
+                .iter()
                 .map(|(k, v)| (k.clone(), slot_of(v, options)))
                 .collect(),
             1,
@@ -146,10 +238,10 @@ fn kind_of(value: &Value, options: &InferOptions) -> Kind {
     }
 }
 
-fn slot_of(value: &Value, options: &InferOptions) -> Slot {
+fn slot_of(value: &Json, options: &InferOptions) -> Slot {
     Slot {
         kind: kind_of(value, options),
-        nulls: value.is_null(),
+        nulls: *value == Json::Null,
         occurrences: 1,
     }
 }
@@ -259,6 +351,10 @@ fn to_fields(
 
 /// Infers the schema of `samples`, each a JSON object (one record).
 ///
+/// Fields come in the order of the samples' maps: sorted by name for
+/// `serde_json::Value` (unless its `preserve_order` feature is on); use
+/// [`infer_json_lines`] to keep the order of the text.
+///
 /// ```
 /// use cdp_schema::infer::{infer, InferOptions};
 /// use arrow::datatypes::DataType;
@@ -278,17 +374,20 @@ pub fn infer<'a>(
     samples: impl IntoIterator<Item = &'a Value>,
     options: &InferOptions,
 ) -> Result<Inferred> {
+    let samples: Vec<Json> = samples.into_iter().map(Json::from_value).collect();
+    infer_ordered(&samples, options)
+}
+
+fn infer_ordered(samples: &[Json], options: &InferOptions) -> Result<Inferred> {
     let mut root = Kind::Object(Vec::new(), 0);
-    let mut count = 0;
-    for (i, sample) in samples.into_iter().enumerate() {
-        if !sample.is_object() {
+    for (i, sample) in samples.iter().enumerate() {
+        if !matches!(sample, Json::Object(_)) {
             return Err(Error::Config(format!(
                 "JSON sample {i} is not an object but {}",
                 kind_of(sample, options).name()
             )));
         }
         root = unify(root, kind_of(sample, options));
-        count += 1;
     }
     let mut conflicts = Vec::new();
     let fields = match &root {
@@ -298,16 +397,17 @@ pub fn infer<'a>(
     Ok(Inferred {
         schema: Schema::new(fields),
         conflicts,
-        samples: count,
+        samples: samples.len(),
     })
 }
 
-/// Infers the schema of newline-delimited JSON text (blank lines skipped).
+/// Infers the schema of newline-delimited JSON text (blank lines skipped), keeping the
+/// order in which fields first appear.
 pub fn infer_json_lines(text: &str, options: &InferOptions) -> Result<Inferred> {
-    let samples: Vec<Value> = text
+    let samples: Vec<Json> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    infer(&samples, options)
+    infer_ordered(&samples, options)
 }

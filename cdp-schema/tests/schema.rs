@@ -1343,3 +1343,534 @@ mod contracts {
         );
     }
 }
+
+mod inference {
+    use arrow::datatypes::{DataType, TimeUnit};
+    use cdp_schema::infer::{Fallback, InferOptions, infer, infer_json_lines};
+    use serde_json::json;
+
+    use super::common::{f, list, st};
+
+    /// (case, samples, expected type of field `v`, nullable).
+    fn cases() -> Vec<(&'static str, Vec<serde_json::Value>, DataType, bool)> {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        vec![
+            (
+                "int + int",
+                vec![json!({"v": 1}), json!({"v": 2})],
+                DataType::Int64,
+                false,
+            ),
+            (
+                "int + float",
+                vec![json!({"v": 1}), json!({"v": 2.5})],
+                DataType::Float64,
+                false,
+            ),
+            (
+                "beyond i64",
+                vec![json!({"v": 1}), json!({"v": u64::MAX})],
+                DataType::Float64,
+                false,
+            ),
+            (
+                "null + string",
+                vec![json!({"v": null}), json!({"v": "a"})],
+                DataType::Utf8,
+                true,
+            ),
+            (
+                "missing in one",
+                vec![json!({"v": true}), json!({})],
+                DataType::Boolean,
+                true,
+            ),
+            ("only nulls", vec![json!({"v": null})], DataType::Null, true),
+            (
+                "timestamps",
+                vec![
+                    json!({"v": "2024-05-01T10:00:00Z"}),
+                    json!({"v": "2024-05-02T00:00:00+02:00"}),
+                ],
+                ts,
+                false,
+            ),
+            (
+                "timestamp + text",
+                vec![json!({"v": "2024-05-01T10:00:00Z"}), json!({"v": "soon"})],
+                DataType::Utf8,
+                false,
+            ),
+            (
+                "bool + int falls back",
+                vec![json!({"v": true}), json!({"v": 1})],
+                DataType::Utf8,
+                false,
+            ),
+            (
+                "text + object falls back",
+                vec![json!({"v": "a"}), json!({"v": {"x": 1}})],
+                DataType::Utf8,
+                false,
+            ),
+            (
+                "arrays unify elements",
+                vec![json!({"v": [1, 2]}), json!({"v": [1.5]}), json!({"v": []})],
+                list(DataType::Float64, true),
+                false,
+            ),
+            (
+                "objects merge fields",
+                vec![
+                    json!({"v": {"id": "a"}}),
+                    json!({"v": {"id": "b", "model": "x"}}),
+                ],
+                st(vec![
+                    f("id", DataType::Utf8, false),
+                    f("model", DataType::Utf8, true),
+                ]),
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn unification_rules() {
+        for (case, samples, want, nullable) in cases() {
+            let inferred = infer(&samples, &InferOptions::default()).unwrap();
+            let field = inferred.schema.field_with_name("v").unwrap();
+            assert_eq!(field.data_type(), &want, "{case}");
+            assert_eq!(field.is_nullable(), nullable, "{case}");
+            let falls_back = case.contains("falls back");
+            assert_eq!(
+                !inferred.conflicts.is_empty(),
+                falls_back,
+                "{case}: {:?}",
+                inferred.conflicts
+            );
+        }
+    }
+
+    #[test]
+    fn conflicts_name_their_path_or_fail_by_choice() {
+        let samples = [
+            json!({"context": {"device": {"id": 7}}}),
+            json!({"context": {"device": {"id": "a7"}}}),
+        ];
+        let inferred = infer(&samples, &InferOptions::default()).unwrap();
+        assert_eq!(inferred.conflicts[0].path, "context.device.id");
+        assert_eq!(inferred.conflicts[0].seen, vec!["integer", "string"]);
+        let strict = InferOptions {
+            fallback: Fallback::Error,
+            ..InferOptions::default()
+        };
+        let err = infer(&samples, &strict).unwrap_err().to_string();
+        assert!(
+            err.contains("context.device.id") && err.contains("integer, string"),
+            "{err}"
+        );
+        let no_ts = InferOptions {
+            detect_timestamps: false,
+            ..InferOptions::default()
+        };
+        let t = infer(&[json!({"t": "2024-05-01T10:00:00Z"})], &no_ts).unwrap();
+        assert_eq!(t.schema.field(0).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn inferred_schema_decodes_the_samples() {
+        let text = "{\"id\": 1, \"email\": \"a@x.io\", \"score\": 1, \"context\": {\"ip\": \"1.2.3.4\"}}\n\
+                    \n\
+                    {\"id\": 2, \"score\": 0.5, \"tags\": [\"a\", \"b\"], \"context\": {\"ip\": null}}\n";
+        let inferred = infer_json_lines(text, &InferOptions::default()).unwrap();
+        assert_eq!(inferred.samples, 2);
+        let names: Vec<_> = inferred
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, vec!["id", "email", "score", "context", "tags"]);
+        let mut decoder = arrow::json::ReaderBuilder::new(std::sync::Arc::new(inferred.schema))
+            .build_decoder()
+            .unwrap();
+        decoder.decode(text.as_bytes()).unwrap();
+        let batch = decoder.flush().unwrap().unwrap();
+        assert_eq!(batch.num_rows(), 2);
+    }
+}
+
+mod tracking {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use cdp_core::Pipeline;
+    use cdp_core::memory::{MemoryDestination, MemorySource};
+    use cdp_schema::TypeFamily;
+    use cdp_schema::contract::RuleKind;
+    use cdp_schema::tracking_plan::{
+        EventPlan, PlanAction, PropertyRule, TrackingPlan, TrackingPlanCheck,
+    };
+
+    fn events() -> RecordBatch {
+        let text = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        let props = StructArray::from(vec![
+            (
+                Arc::new(Field::new("order_id", DataType::Utf8, true)),
+                text(vec![Some("o1"), None, None, None, None]),
+            ),
+            (
+                Arc::new(Field::new("revenue", DataType::Utf8, true)),
+                text(vec![Some("10.5"), Some("abc"), None, None, None]),
+            ),
+            (
+                Arc::new(Field::new("plan", DataType::Utf8, true)),
+                text(vec![None, None, Some("pro"), None, None]),
+            ),
+            (
+                Arc::new(Field::new("extra", DataType::Utf8, true)),
+                text(vec![Some("x"), None, None, Some("y"), None]),
+            ),
+        ]);
+        let schema = Schema::new(vec![
+            Field::new("event", DataType::Utf8, true),
+            Field::new("properties", props.data_type().clone(), true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                text(vec![
+                    Some("Order Completed"),
+                    Some("Order Completed"),
+                    Some("Signed Up"),
+                    Some("Mystery"),
+                    None,
+                ]),
+                Arc::new(props),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn plan() -> TrackingPlan {
+        TrackingPlan::default()
+            .event(
+                "Order Completed",
+                EventPlan::new(vec![
+                    PropertyRule::required("order_id", TypeFamily::String),
+                    PropertyRule::optional("revenue", TypeFamily::Float),
+                ])
+                .strict(),
+            )
+            .event(
+                "Signed Up",
+                EventPlan::new(vec![PropertyRule::required("plan", TypeFamily::String)]),
+            )
+    }
+
+    #[test]
+    fn violations_and_unplanned_events_are_counted() {
+        let v = plan().validate(&events()).unwrap();
+        let got: Vec<(usize, &str, RuleKind)> = v
+            .violations
+            .iter()
+            .map(|x| (x.row, x.field.as_str(), x.rule))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "extra", RuleKind::UnplannedProperty),
+                (1, "order_id", RuleKind::Missing),
+                (1, "revenue", RuleKind::WrongType),
+                (3, "event", RuleKind::UnplannedEvent),
+                (4, "event", RuleKind::UnplannedEvent),
+            ]
+        );
+        let oc = v.counts["Order Completed"];
+        assert_eq!((oc.rows, oc.violations, oc.blocked), (2, 2, 2));
+        assert_eq!(v.counts["Mystery"].unplanned, 1);
+        assert_eq!(v.counts["(none)"].unplanned, 1);
+        assert_eq!(v.counts["Signed Up"].violations, 0);
+        assert_eq!(v.pass.true_count(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocked_events_are_dead_lettered_by_policy() {
+        for (unplanned, delivered_rows) in [(PlanAction::Allow, 3), (PlanAction::Block, 1)] {
+            let plan = TrackingPlan {
+                on_unplanned_event: unplanned,
+                ..plan()
+            };
+            let check = TrackingPlanCheck::new(plan);
+            let stats = check.stats();
+            let sink = MemoryDestination::new("warehouse");
+            let dlq = MemoryDestination::new("dlq");
+            let (delivered, dead) = (sink.handle(), dlq.handle());
+            Pipeline::builder("plan")
+                .source(MemorySource::new("tracks", vec![events()]))
+                .transform(check)
+                .destination(sink)
+                .dead_letter(dlq)
+                .build()
+                .unwrap()
+                .run()
+                .await
+                .unwrap();
+            assert_eq!(delivered.row_count(), delivered_rows);
+            assert_eq!(delivered.row_count() + dead.row_count(), 5);
+            assert_eq!(stats.counts()["Order Completed"].blocked, 2);
+        }
+    }
+
+    #[test]
+    fn plan_json_shape() {
+        let text = r#"{ "events": { "Order Completed": { "properties": [
+              { "name": "order_id", "required": true, "type": "string" } ],
+              "allow_unplanned_properties": false } },
+            "on_unplanned_event": "block" }"#;
+        let plan: TrackingPlan = serde_json::from_str(text).unwrap();
+        assert_eq!(plan.on_violation, PlanAction::Block);
+        assert_eq!(plan.event_column, "event");
+        assert!(!plan.events["Order Completed"].allow_unplanned_properties);
+    }
+}
+
+mod lineage {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use cdp_core::Pipeline;
+    use cdp_core::memory::{MemoryDestination, MemorySource};
+    use cdp_core::transforms::{CastType, FieldRule, NormalizeConfig};
+    use cdp_schema::{LineageGraph, LineageMapping, SchemaGuard, SchemaRegistry};
+
+    fn raw() -> RecordBatch {
+        let text = |v: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        let device = StructArray::from(vec![(
+            Arc::new(Field::new("id", DataType::Utf8, true)),
+            text(vec!["d1", "d2"]),
+        )]);
+        let context = StructArray::from(vec![(
+            Arc::new(Field::new("device", device.data_type().clone(), true)),
+            Arc::new(device) as ArrayRef,
+        )]);
+        let properties = StructArray::from(vec![(
+            Arc::new(Field::new("revenue", DataType::Utf8, true)),
+            text(vec!["10.5", "oops"]),
+        )]);
+        let schema = Schema::new(vec![
+            Field::new("userId", DataType::Utf8, true),
+            Field::new("context", context.data_type().clone(), true),
+            Field::new("properties", properties.data_type().clone(), true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                text(vec!["u1", "u2"]),
+                Arc::new(context),
+                Arc::new(properties),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn config(fields: Vec<FieldRule>) -> NormalizeConfig {
+        NormalizeConfig {
+            fields,
+            keep_unmapped: false,
+            drop: Vec::new(),
+            default_country_code: "1".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn curated_fields_know_where_they_came_from() {
+        let graph = LineageGraph::new();
+        let curated = LineageMapping::new(config(vec![
+            FieldRule::new("userId", "user_id"),
+            FieldRule::new("context.device.id", "device_id"),
+            FieldRule::new("properties.revenue", "revenue").cast(CastType::Float64),
+        ]))
+        .unwrap()
+        .named("curate_events")
+        .into_stream("events_curated")
+        .with_lineage(graph.clone());
+        let mart = LineageMapping::new(config(vec![
+            FieldRule::new("user_id", "customer"),
+            FieldRule::new("revenue", "revenue"),
+        ]))
+        .unwrap()
+        .named("mart_orders")
+        .into_stream("orders_mart")
+        .with_lineage(graph.clone());
+        let sink = MemoryDestination::new("warehouse");
+        let dlq = MemoryDestination::new("dlq");
+        let (delivered, dead) = (sink.handle(), dlq.handle());
+        Pipeline::builder("layers")
+            .source(MemorySource::new("events", vec![raw(), raw()]))
+            .transform(SchemaGuard::new(SchemaRegistry::in_memory()))
+            .transform(curated)
+            .transform(mart)
+            .destination(sink)
+            .dead_letter(dlq)
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        // "oops" is no float: that row is dead-lettered by the mapping, the other continues.
+        assert_eq!(delivered.row_count(), 2);
+        assert_eq!(dead.row_count(), 2);
+        let batch = &delivered.batches()[0];
+        assert_eq!(&*batch.stream, "orders_mart");
+
+        let revenue = graph.producers_of("events_curated", "revenue");
+        assert_eq!(revenue.len(), 1);
+        assert_eq!(revenue[0].source_fields, vec!["properties.revenue"]);
+        assert_eq!(revenue[0].operation, "extract, cast to float64");
+        assert_eq!(revenue[0].transform, "curate_events");
+        assert_eq!(revenue[0].source_schema_version, Some(1));
+        assert_eq!(
+            graph.producers_of("events_curated", "user_id")[0].operation,
+            "rename"
+        );
+
+        let upstream: Vec<_> = graph
+            .upstream("orders_mart", "customer")
+            .into_iter()
+            .map(|e| (e.source_stream, e.source_fields[0].clone()))
+            .collect();
+        assert_eq!(
+            upstream,
+            vec![
+                ("events_curated".into(), "user_id".into()),
+                ("events".into(), "userId".into())
+            ]
+        );
+        let reached: Vec<_> = graph
+            .downstream("events", "context")
+            .into_iter()
+            .map(|e| (e.target_stream, e.target_field))
+            .collect();
+        assert_eq!(
+            reached,
+            vec![("events_curated".to_string(), "device_id".to_string())]
+        );
+        // Recorded once per schema version, not per batch.
+        assert_eq!(graph.edges().len(), 5);
+        let json: serde_json::Value = serde_json::from_str(&graph.to_json()).unwrap();
+        assert_eq!(json.as_array().unwrap().len(), 5);
+    }
+}
+
+mod laws {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use cdp_schema::compat::{CompatibilityMode, check};
+    use cdp_schema::types::{Promotions, can_promote, fingerprint};
+    use cdp_schema::{SchemaDiff, SchemaPolicy};
+    use proptest::prelude::*;
+
+    fn pool() -> Vec<DataType> {
+        use DataType::*;
+        vec![
+            Null,
+            Boolean,
+            Int8,
+            Int16,
+            Int32,
+            Int64,
+            UInt8,
+            UInt32,
+            UInt64,
+            Float16,
+            Float32,
+            Float64,
+            Utf8,
+            LargeUtf8,
+            Binary,
+            LargeBinary,
+            Date32,
+            Date64,
+            Decimal128(9, 2),
+            Decimal128(18, 2),
+            Decimal128(12, 4),
+            Decimal256(40, 2),
+            Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        ]
+    }
+
+    #[test]
+    fn promotions_never_go_both_ways_except_avro_text_and_bytes() {
+        for a in pool() {
+            for b in pool() {
+                for rules in [Promotions::Iceberg, Promotions::Arrow] {
+                    assert!(
+                        !(can_promote(&a, &b, rules) && can_promote(&b, &a, rules)),
+                        "{a} <-> {b} under {rules}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn schema_strategy() -> impl Strategy<Value = Schema> {
+        let types = pool();
+        prop::collection::vec((0..types.len(), any::<bool>()), 0..8).prop_map(move |cols| {
+            Schema::new(
+                cols.into_iter()
+                    .enumerate()
+                    .map(|(i, (t, nullable))| {
+                        Field::new(format!("c{i}"), types[t].clone(), nullable)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_schema_is_compatible_with_itself_in_every_mode(s in schema_strategy()) {
+            prop_assert!(SchemaDiff::between(&s, &s, Promotions::Arrow).is_empty());
+            for mode in CompatibilityMode::ALL {
+                prop_assert!(check(mode, &s, &[(1, &s)], Promotions::Arrow).is_compatible());
+            }
+            prop_assert_eq!(fingerprint(&s), fingerprint(&s.clone()));
+        }
+
+        #[test]
+        fn adding_a_nullable_field_is_full_compatible_and_flows(s in schema_strategy()) {
+            let mut fields: Vec<Field> = s.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("added", DataType::Utf8, true));
+            let wider = Schema::new(fields);
+            prop_assert!(check(CompatibilityMode::FullTransitive, &wider, &[(1, &s)], Promotions::Arrow).is_compatible());
+            let classified = SchemaPolicy::default().assess(&s, &wider);
+            prop_assert_eq!(classified.changes.len(), 1);
+            prop_assert_eq!(classified.max_severity(), cdp_schema::Severity::None);
+            prop_assert_ne!(fingerprint(&s), fingerprint(&wider));
+            let _ = Arc::new(wider);
+        }
+    }
+}
+
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<cdp_schema::SchemaRegistry>();
+        assert_send_sync::<cdp_schema::MemoryStore>();
+        assert_send_sync::<cdp_schema::registry::SqliteStore>();
+        assert_send_sync::<cdp_schema::SchemaGuard>();
+        assert_send_sync::<cdp_schema::GuardHandle>();
+        assert_send_sync::<cdp_schema::ConsumerRegistry>();
+        assert_send_sync::<cdp_schema::ContractCheck>();
+        assert_send_sync::<cdp_schema::TrackingPlanCheck>();
+        assert_send_sync::<cdp_schema::LineageMapping>();
+        assert_send_sync::<cdp_schema::LineageGraph>();
+        assert_send_sync::<cdp_schema::Error>();
+    }
+}
