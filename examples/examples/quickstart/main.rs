@@ -81,7 +81,7 @@ async fn main() -> Result<(), BoxError> {
         .with_name("web_and_mobile")
         .with_stream("events")
         .with_extensions(["jsonl"])
-        .with_infer_records(usize::MAX);
+        .with_infer_records(20_000);
     let crm = CsvSource::new(input.join("crm.csv"))
         .with_name("crm_export")
         .with_stream("crm");
