@@ -68,14 +68,21 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod audit;
 pub mod class;
+pub mod consent;
 pub mod enforce;
+pub mod erasure;
 pub mod error;
 pub mod mask;
 pub mod policy;
 pub mod retention;
 
+pub use access::{
+    Access, AccessConfig, AccessDecision, AccessOutcome, AccessRequest, Grant, PrincipalConfig,
+    RoleConfig,
+};
 #[cfg(feature = "sqlite")]
 pub use audit::SqliteAuditLog;
 pub use audit::{
@@ -86,7 +93,12 @@ pub use class::{
     CLASS_METADATA_KEY, ClassRule, ClassSource, Classification, Classifier, DataClass, field_class,
     with_class,
 };
+pub use consent::{ConsentCapture, ConsentFilter, ConsentState, ConsentStore, Unknown};
 pub use enforce::{Enforcer, Violation};
+pub use erasure::{
+    Eraser, ErasureReceipt, ErasureTarget, Identifier, Suppress, SuppressionList, TargetErasure,
+    tombstones,
+};
 pub use error::{Error, Result};
 pub use mask::{HashKey, Keys, MASKING_METADATA_KEY, Masking, Method, Tokenizer};
 pub use policy::{

@@ -1,0 +1,456 @@
+//! Consent per profile and purpose, captured from events (Segment's
+//! `context.consent.categoryPreferences`) or a consent stream, and a per-destination
+//! transform that keeps rows out of destinations whose purposes lack consent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use cdp_core::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt8Array,
+};
+use cdp_core::arrow::compute::{cast, filter_record_batch};
+use cdp_core::arrow::datatypes::{DataType, SchemaRef};
+use cdp_core::{Batch, OP_COLUMN, Op, Transform, TransformOutput};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+
+/// Common purposes. Any string works; these are the ones the docs use.
+pub mod purposes {
+    /// Measuring and understanding use of the product.
+    pub const ANALYTICS: &str = "analytics";
+    /// Tailoring the product to the person.
+    pub const PERSONALISATION: &str = "personalisation";
+    /// Advertising and marketing messages.
+    pub const MARKETING: &str = "marketing";
+    /// Helping the person when they ask.
+    pub const SUPPORT: &str = "support";
+}
+
+/// One profile's consent decision for one purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentState {
+    /// Whether the purpose is allowed.
+    pub granted: bool,
+    /// When the person said so; a later statement replaces an earlier one.
+    pub at: DateTime<Utc>,
+}
+
+/// What to do with rows of profiles that never stated consent for a purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unknown {
+    /// Keep them out (opt-in regimes such as the GDPR).
+    #[default]
+    Deny,
+    /// Let them through (opt-out regimes).
+    Allow,
+}
+
+/// Consent by profile key and purpose, shared between capture and enforcement.
+#[derive(Debug, Default)]
+pub struct ConsentStore {
+    profiles: RwLock<HashMap<String, BTreeMap<String, ConsentState>>>,
+}
+
+impl ConsentStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        ConsentStore::default()
+    }
+
+    /// Records a decision; ignored when the store already holds a later one.
+    pub fn set(&self, key: &str, purpose: &str, granted: bool, at: DateTime<Utc>) -> Result<()> {
+        let mut profiles = self.write()?;
+        let purposes = profiles.entry(key.to_string()).or_default();
+        match purposes.get(purpose) {
+            Some(existing) if existing.at > at => {}
+            _ => {
+                purposes.insert(purpose.to_string(), ConsentState { granted, at });
+            }
+        }
+        Ok(())
+    }
+
+    /// The decision for `key` and `purpose`, if one was recorded.
+    pub fn get(&self, key: &str, purpose: &str) -> Result<Option<ConsentState>> {
+        Ok(self.read()?.get(key).and_then(|p| p.get(purpose)).copied())
+    }
+
+    /// Every decision recorded for `key`.
+    pub fn profile(&self, key: &str) -> Result<BTreeMap<String, ConsentState>> {
+        Ok(self.read()?.get(key).cloned().unwrap_or_default())
+    }
+
+    /// Forgets a profile (on erasure).
+    pub fn remove(&self, key: &str) -> Result<bool> {
+        Ok(self.write()?.remove(key).is_some())
+    }
+
+    /// Records Segment-style preferences: `preferences_column` holds, per row, either a
+    /// struct of booleans or a JSON object text (`{"Advertising": false, ...}`), for the
+    /// profile in `key_column`. Categories are mapped to purposes by `categories`; unmapped
+    /// ones become the lower-cased category name. Returns the decisions recorded.
+    pub fn record_segment(
+        &self,
+        data: &RecordBatch,
+        key_column: &str,
+        preferences_column: &str,
+        categories: &BTreeMap<String, String>,
+        at: DateTime<Utc>,
+    ) -> Result<usize> {
+        let keys = text_column(data, key_column)?;
+        let prefs = data
+            .column_by_name(preferences_column)
+            .ok_or_else(|| Error::column(preferences_column, "missing"))?;
+        let purpose_of = |category: &str| {
+            categories
+                .get(category)
+                .cloned()
+                .unwrap_or_else(|| category.to_lowercase())
+        };
+        let mut recorded = 0;
+        match prefs.data_type() {
+            DataType::Struct(fields) => {
+                let prefs = prefs.as_struct();
+                for (field, child) in fields.iter().zip(prefs.columns()) {
+                    let Some(flags) = child.as_boolean_opt() else {
+                        return Err(Error::column(
+                            format!("{preferences_column}.{}", field.name()),
+                            "consent categories must be booleans",
+                        ));
+                    };
+                    let purpose = purpose_of(field.name());
+                    for row in 0..data.num_rows() {
+                        if prefs.is_valid(row) && flags.is_valid(row) && keys.is_valid(row) {
+                            self.set(keys.value(row), &purpose, flags.value(row), at)?;
+                            recorded += 1;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let texts = cast(prefs, &DataType::Utf8)?;
+                let texts = texts.as_string::<i32>();
+                for row in 0..data.num_rows() {
+                    if !(texts.is_valid(row) && keys.is_valid(row)) {
+                        continue;
+                    }
+                    let parsed: BTreeMap<String, serde_json::Value> =
+                        serde_json::from_str(texts.value(row))?;
+                    for (category, value) in parsed {
+                        if let Some(granted) = value.as_bool() {
+                            self.set(keys.value(row), &purpose_of(&category), granted, at)?;
+                            recorded += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Records a consent stream in long form: one row per (profile, purpose, granted),
+    /// with an optional time column (otherwise `at`).
+    pub fn record_stream(
+        &self,
+        data: &RecordBatch,
+        key_column: &str,
+        purpose_column: &str,
+        granted_column: &str,
+        at: DateTime<Utc>,
+    ) -> Result<usize> {
+        let keys = text_column(data, key_column)?;
+        let purposes = text_column(data, purpose_column)?;
+        let granted = data
+            .column_by_name(granted_column)
+            .and_then(|c| c.as_boolean_opt().cloned())
+            .ok_or_else(|| Error::column(granted_column, "missing or not boolean"))?;
+        let mut recorded = 0;
+        for row in 0..data.num_rows() {
+            if keys.is_valid(row) && purposes.is_valid(row) && granted.is_valid(row) {
+                self.set(keys.value(row), purposes.value(row), granted.value(row), at)?;
+                recorded += 1;
+            }
+        }
+        Ok(recorded)
+    }
+
+    fn read(
+        &self,
+    ) -> Result<std::sync::RwLockReadGuard<'_, HashMap<String, BTreeMap<String, ConsentState>>>>
+    {
+        self.profiles
+            .read()
+            .map_err(|_| Error::Audit("consent store lock poisoned".into()))
+    }
+
+    fn write(
+        &self,
+    ) -> Result<std::sync::RwLockWriteGuard<'_, HashMap<String, BTreeMap<String, ConsentState>>>>
+    {
+        self.profiles
+            .write()
+            .map_err(|_| Error::Audit("consent store lock poisoned".into()))
+    }
+}
+
+fn text_column(data: &RecordBatch, name: &str) -> Result<StringArray> {
+    let column = data
+        .column_by_name(name)
+        .ok_or_else(|| Error::column(name, "missing"))?;
+    Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
+}
+
+/// A pipeline transform recording Segment consent preferences from the events passing
+/// through, then passing them on unchanged. Put it before any [`ConsentFilter`].
+#[derive(Debug)]
+pub struct ConsentCapture {
+    store: Arc<ConsentStore>,
+    key_column: String,
+    preferences_column: String,
+    categories: BTreeMap<String, String>,
+}
+
+impl ConsentCapture {
+    /// Captures `preferences_column` (e.g. the flattened
+    /// `context_consent_categoryPreferences`) for the profile in `key_column`.
+    pub fn new(
+        store: Arc<ConsentStore>,
+        key_column: impl Into<String>,
+        preferences_column: impl Into<String>,
+    ) -> Self {
+        ConsentCapture {
+            store,
+            key_column: key_column.into(),
+            preferences_column: preferences_column.into(),
+            categories: BTreeMap::new(),
+        }
+    }
+
+    /// Maps a consent category (`Advertising`) to a purpose (`marketing`).
+    pub fn category(mut self, category: impl Into<String>, purpose: impl Into<String>) -> Self {
+        self.categories.insert(category.into(), purpose.into());
+        self
+    }
+}
+
+impl Transform for ConsentCapture {
+    fn name(&self) -> &str {
+        "consent capture"
+    }
+
+    fn output_schema(&self, input: &SchemaRef) -> cdp_core::Result<SchemaRef> {
+        Ok(input.clone())
+    }
+
+    fn apply(&self, batch: Batch) -> cdp_core::Result<TransformOutput> {
+        let has = |c: &str| batch.data.column_by_name(c).is_some();
+        if has(&self.key_column) && has(&self.preferences_column) {
+            self.store.record_segment(
+                &batch.data,
+                &self.key_column,
+                &self.preferences_column,
+                &self.categories,
+                batch.meta.synced_at,
+            )?;
+        }
+        Ok(TransformOutput::pass(batch))
+    }
+}
+
+/// A per-destination transform keeping only rows whose profile consented to every purpose
+/// of the destination. Tombstones always pass (deleting needs no consent); rows without a
+/// profile key, or with no recorded decision, follow [`Unknown`].
+#[derive(Debug)]
+pub struct ConsentFilter {
+    name: String,
+    store: Arc<ConsentStore>,
+    key_column: String,
+    purposes: Vec<String>,
+    unknown: Unknown,
+    withheld: AtomicU64,
+}
+
+impl ConsentFilter {
+    /// A filter for `purposes`, reading the profile key from `key_column`.
+    pub fn new(
+        store: Arc<ConsentStore>,
+        key_column: impl Into<String>,
+        purposes: Vec<String>,
+    ) -> Self {
+        ConsentFilter {
+            name: format!("consent for {}", purposes.join(", ")),
+            store,
+            key_column: key_column.into(),
+            purposes,
+            unknown: Unknown::Deny,
+            withheld: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets what happens to rows without a recorded decision (default: deny).
+    pub fn unknown(mut self, unknown: Unknown) -> Self {
+        self.unknown = unknown;
+        self
+    }
+
+    /// Rows kept out so far.
+    pub fn withheld(&self) -> u64 {
+        self.withheld.load(Ordering::Relaxed)
+    }
+
+    /// The rows of `data` allowed through.
+    pub fn filter(&self, data: &RecordBatch) -> Result<RecordBatch> {
+        if self.purposes.is_empty() {
+            return Ok(data.clone());
+        }
+        let rows = data.num_rows();
+        let keys: Option<ArrayRef> = data.column_by_name(&self.key_column).cloned();
+        let keys = match keys {
+            Some(k) => Some(cast(&k, &DataType::Utf8)?.as_string::<i32>().clone()),
+            None => None,
+        };
+        let ops: Option<UInt8Array> = data
+            .column_by_name(OP_COLUMN)
+            .and_then(|c| c.as_any().downcast_ref::<UInt8Array>().cloned());
+        let profiles = self.store.read()?;
+        let default = self.unknown == Unknown::Allow;
+        let keep: BooleanArray = (0..rows)
+            .map(|row| {
+                if ops
+                    .as_ref()
+                    .is_some_and(|o| o.is_valid(row) && o.value(row) == Op::Delete as u8)
+                {
+                    return Some(true);
+                }
+                let key = keys
+                    .as_ref()
+                    .filter(|k| k.is_valid(row))
+                    .map(|k| k.value(row));
+                let consent = key.and_then(|k| profiles.get(k));
+                Some(self.purposes.iter().all(|purpose| {
+                    consent
+                        .and_then(|c| c.get(purpose))
+                        .map_or(default, |state| state.granted)
+                }))
+            })
+            .collect();
+        drop(profiles);
+        let kept = filter_record_batch(data, &keep)?;
+        self.withheld
+            .fetch_add((rows - kept.num_rows()) as u64, Ordering::Relaxed);
+        Ok(kept)
+    }
+}
+
+impl Transform for ConsentFilter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_schema(&self, input: &SchemaRef) -> cdp_core::Result<SchemaRef> {
+        Ok(input.clone())
+    }
+
+    fn apply(&self, batch: Batch) -> cdp_core::Result<TransformOutput> {
+        let data = self.filter(&batch.data)?;
+        Ok(TransformOutput::pass(Batch { data, ..batch }))
+    }
+}
+
+impl Policy {
+    /// The consent filter for `destination`: its purposes from the policy, the profile key
+    /// from `key_column`. Put it before the masking transforms, since masking may hash the
+    /// key.
+    pub fn consent_filter(
+        &self,
+        destination: &str,
+        store: Arc<ConsentStore>,
+        key_column: &str,
+    ) -> ConsentFilter {
+        ConsentFilter::new(store, key_column, self.purposes(destination))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdp_core::arrow::array::{BooleanArray, StructArray};
+    use cdp_core::arrow::datatypes::{Field, Schema};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn later_decisions_win() {
+        let store = ConsentStore::new();
+        store
+            .set("p1", "marketing", true, t("2025-01-02T00:00:00Z"))
+            .unwrap();
+        store
+            .set("p1", "marketing", false, t("2025-01-01T00:00:00Z"))
+            .unwrap();
+        assert!(store.get("p1", "marketing").unwrap().unwrap().granted);
+        store
+            .set("p1", "marketing", false, t("2025-01-03T00:00:00Z"))
+            .unwrap();
+        assert!(!store.get("p1", "marketing").unwrap().unwrap().granted);
+    }
+
+    #[test]
+    fn segment_preferences_as_struct_and_as_json() {
+        let store = ConsentStore::new();
+        let prefs = StructArray::from(vec![
+            (
+                Arc::new(Field::new("Advertising", DataType::Boolean, true)),
+                Arc::new(BooleanArray::from(vec![true, false])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("Analytics", DataType::Boolean, true)),
+                Arc::new(BooleanArray::from(vec![true, true])) as ArrayRef,
+            ),
+        ]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, false),
+            Field::new("prefs", prefs.data_type().clone(), true),
+        ]));
+        let data = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(prefs)],
+        )
+        .unwrap();
+        let categories = BTreeMap::from([("Advertising".to_string(), "marketing".to_string())]);
+        let n = store
+            .record_segment(&data, "user_id", "prefs", &categories, Utc::now())
+            .unwrap();
+        assert_eq!(n, 4);
+        assert!(store.get("a", "marketing").unwrap().unwrap().granted);
+        assert!(!store.get("b", "marketing").unwrap().unwrap().granted);
+        assert!(store.get("b", "analytics").unwrap().unwrap().granted);
+
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, false),
+            Field::new("prefs", DataType::Utf8, true),
+        ]));
+        let data = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["c"])),
+                Arc::new(StringArray::from(vec![
+                    r#"{"Advertising": true, "Functional": false}"#,
+                ])),
+            ],
+        )
+        .unwrap();
+        store
+            .record_segment(&data, "user_id", "prefs", &categories, Utc::now())
+            .unwrap();
+        assert!(store.get("c", "marketing").unwrap().unwrap().granted);
+        assert!(!store.get("c", "functional").unwrap().unwrap().granted);
+    }
+}
