@@ -444,42 +444,114 @@ impl Transform for ContractCheck {
     }
 
     fn apply(&self, batch: Batch) -> cdp_core::Result<TransformOutput> {
-        let validation = self.contract.validate(&batch.data, Utc::now())?;
-        for warning in &validation.warnings {
-            tracing::warn!(stream = %batch.stream, "{warning}");
-        }
-        self.stats
-            .warnings
-            .fetch_add(validation.warnings.len() as u64, Ordering::Relaxed);
-        let invalid = validation.invalid_rows();
-        self.stats
-            .valid_rows
-            .fetch_add(validation.valid_rows() as u64, Ordering::Relaxed);
-        self.stats
-            .invalid_rows
-            .fetch_add(invalid as u64, Ordering::Relaxed);
-        if invalid == 0 {
-            return Ok(TransformOutput::pass(batch));
-        }
-        let stage = format!("transform {}", self.name);
-        let invalid_mask = not(&validation.valid)?;
-        let dead_letters = invalid_mask
-            .values()
-            .set_indices()
-            .map(|row| {
-                DeadLetter::new(
-                    batch.stream.to_string(),
-                    stage.clone(),
-                    format!("contract violated: {}", validation.reasons(row)),
-                    row_to_json(&batch.data, row),
-                )
-                .at(format!("batch {} row {row}", batch.meta.lineage_id))
-            })
-            .collect();
-        let data = filter_record_batch(&batch.data, &validation.valid)?;
-        Ok(TransformOutput {
-            batch: Some(Batch { data, ..batch }),
-            dead_letters,
-        })
+        Ok(enforce(&self.contract, batch, &self.name, &self.stats)?)
     }
+}
+
+/// Validates `batch` against `contract`: violating rows become dead letters of stage
+/// `transform <name>`, valid rows continue.
+pub(crate) fn enforce(
+    contract: &Contract,
+    batch: Batch,
+    name: &str,
+    stats: &ContractStats,
+) -> Result<TransformOutput> {
+    let validation = contract.validate(&batch.data, Utc::now())?;
+    for warning in &validation.warnings {
+        tracing::warn!(stream = %batch.stream, "{warning}");
+    }
+    stats
+        .warnings
+        .fetch_add(validation.warnings.len() as u64, Ordering::Relaxed);
+    let invalid = validation.invalid_rows();
+    stats
+        .valid_rows
+        .fetch_add(validation.valid_rows() as u64, Ordering::Relaxed);
+    stats
+        .invalid_rows
+        .fetch_add(invalid as u64, Ordering::Relaxed);
+    if invalid == 0 {
+        return Ok(TransformOutput::pass(batch));
+    }
+    let stage = format!("transform {name}");
+    let invalid_mask = not(&validation.valid)?;
+    let dead_letters = invalid_mask
+        .values()
+        .set_indices()
+        .map(|row| {
+            DeadLetter::new(
+                batch.stream.to_string(),
+                stage.clone(),
+                format!("contract violated: {}", validation.reasons(row)),
+                row_to_json(&batch.data, row),
+            )
+            .at(format!("batch {} row {row}", batch.meta.lineage_id))
+        })
+        .collect();
+    let data = filter_record_batch(&batch.data, &validation.valid)?;
+    Ok(TransformOutput {
+        batch: Some(Batch { data, ..batch }),
+        dead_letters,
+    })
+}
+
+/// A [`FlowCheck`](cdp_core::FlowCheck) refusing, before any data moves and on every
+/// schema change, a flow whose schema lacks a field the stream's registered contract
+/// requires (the contract of the subject's latest version in the registry).
+#[derive(Debug, Clone)]
+pub struct ContractFlowCheck {
+    registry: crate::registry::SchemaRegistry,
+}
+
+impl ContractFlowCheck {
+    /// A check against the contracts in `registry`.
+    pub fn new(registry: crate::registry::SchemaRegistry) -> Self {
+        ContractFlowCheck { registry }
+    }
+}
+
+impl cdp_core::FlowCheck for ContractFlowCheck {
+    fn check(&self, flow: &cdp_core::Flow<'_>) -> cdp_core::Result<()> {
+        let Some(latest) = self.registry.latest(flow.stream)? else {
+            return Ok(());
+        };
+        let Some(contract) = latest.contract else {
+            return Ok(());
+        };
+        for rule in contract.fields.iter().filter(|r| r.required) {
+            if !schema_has_path(flow.schema, &rule.path) {
+                return Err(cdp_core::Error::Policy {
+                    stream: flow.stream.to_string(),
+                    destination: flow.destination.to_string(),
+                    message: format!(
+                        "field `{}` is required by the contract of version {}, but the \
+                         schema reaching the destination has no such field",
+                        rule.path, latest.version
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `schema` has a field at `path` (through structs).
+fn schema_has_path(schema: &arrow::datatypes::Schema, path: &str) -> bool {
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Ok(mut field) = schema.field_with_name(first) else {
+        return false;
+    };
+    for part in parts {
+        let DataType::Struct(children) = field.data_type() else {
+            return false;
+        };
+        match children.iter().find(|c| c.name() == part) {
+            Some(child) => field = child,
+            None => return false,
+        }
+    }
+    true
 }

@@ -13,8 +13,17 @@
 //!   type and goes null while the new values land in `amount__string`; a column that
 //!   disappeared goes null; new columns are added.
 //!
+//! A change whose severities pass but which the subject's compatibility mode refuses (a
+//! required field added under `BACKWARD`, say) is breaking too: the registry has the last
+//! word on what becomes a version.
+//!
 //! Every decision is recorded as a [`GuardEvent`] with the classified changes and their
-//! impact on registered consumers, readable through a [`GuardHandle`].
+//! impact on registered consumers, readable through a [`GuardHandle`]. With
+//! [`SchemaGuard::enforce_contracts`], rows are also validated against the contract
+//! registered with the accepted version.
+//!
+//! The guard keeps its per-stream state in memory and reads the registry when it first
+//! sees a stream, so a restarted pipeline picks up the accepted version where it was.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +37,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::consumers::{ConsumerRegistry, Impact};
+use crate::contract::{Contract, ContractStats, enforce};
 use crate::error::{Error, Result, lock};
 use crate::registry::SchemaRegistry;
 use crate::severity::{ClassifiedDiff, Severity};
@@ -92,6 +102,7 @@ struct Log {
 #[derive(Debug, Clone, Default)]
 pub struct GuardHandle {
     log: Arc<Mutex<Log>>,
+    contract: Arc<ContractStats>,
 }
 
 impl GuardHandle {
@@ -106,6 +117,11 @@ impl GuardHandle {
     /// Rows sent to the dead-letter path by quarantine.
     pub fn quarantined_rows(&self) -> u64 {
         self.log.lock().map(|l| l.quarantined_rows).unwrap_or(0)
+    }
+
+    /// What contract enforcement did (see [`SchemaGuard::enforce_contracts`]).
+    pub fn contract_stats(&self) -> &ContractStats {
+        &self.contract
     }
 }
 
@@ -136,13 +152,44 @@ enum Decision {
     },
 }
 
+/// The schema destinations receive, as registered.
+#[derive(Debug, Clone)]
+struct Accepted {
+    schema: SchemaRef,
+    fingerprint: String,
+    version: u32,
+    /// The version's contract, carried forward to the versions the guard registers.
+    contract: Option<Arc<Contract>>,
+}
+
 #[derive(Debug, Default)]
 struct StreamState {
     loaded: bool,
-    /// The schema destinations receive, and its registry version.
-    accepted: Option<(SchemaRef, String, u32)>,
+    accepted: Option<Accepted>,
     /// Decisions per incoming schema fingerprint, for the current accepted schema.
     decisions: HashMap<String, Decision>,
+    /// The last incoming schema and its fingerprint: batches of one source usually share
+    /// the same `Arc<Schema>`, so most batches skip hashing.
+    last: Option<(SchemaRef, String)>,
+}
+
+impl StreamState {
+    fn accept(&mut self, schema: SchemaRef, registration: crate::registry::Registration) {
+        let contract = self.accepted.as_ref().and_then(|a| a.contract.clone());
+        self.accepted = Some(Accepted {
+            schema,
+            fingerprint: registration.fingerprint,
+            version: registration.version,
+            contract,
+        });
+        self.decisions.clear();
+    }
+
+    fn contract(&self) -> Option<Contract> {
+        self.accepted
+            .as_ref()
+            .and_then(|a| a.contract.as_deref().cloned())
+    }
 }
 
 /// The schema guard transform. See the [module docs](self).
@@ -152,6 +199,7 @@ pub struct SchemaGuard {
     registry: SchemaRegistry,
     consumers: Option<Arc<ConsumerRegistry>>,
     action: BreakingAction,
+    enforce_contracts: bool,
     streams: Mutex<HashMap<String, StreamState>>,
     handle: GuardHandle,
 }
@@ -164,6 +212,7 @@ impl SchemaGuard {
             registry,
             consumers: None,
             action: BreakingAction::default(),
+            enforce_contracts: false,
             streams: Mutex::default(),
             handle: GuardHandle::default(),
         }
@@ -178,6 +227,14 @@ impl SchemaGuard {
     /// Sets what happens on a breaking change.
     pub fn on_breaking(mut self, action: BreakingAction) -> Self {
         self.action = action;
+        self
+    }
+
+    /// Also validates rows against the contract registered with the stream's accepted
+    /// version: violating rows go to the dead-letter path, valid rows continue. Versions the
+    /// guard registers carry the previous version's contract forward.
+    pub fn enforce_contracts(mut self) -> Self {
+        self.enforce_contracts = true;
         self
     }
 
@@ -222,21 +279,25 @@ impl SchemaGuard {
         state: &mut StreamState,
         incoming: &SchemaRef,
     ) -> Result<Decision> {
-        let Some((accepted, _, from_version)) = state.accepted.clone() else {
+        let Some(Accepted {
+            schema: accepted,
+            version: from_version,
+            ..
+        }) = state.accepted.clone()
+        else {
             let reg = self.registry.register(stream, incoming)?;
-            state.accepted = Some((incoming.clone(), reg.fingerprint, reg.version));
+            let version = reg.version;
+            state.accept(incoming.clone(), reg);
             self.record(GuardEvent {
                 stream: stream.to_string(),
                 from_version: None,
-                to_version: Some(reg.version),
+                to_version: Some(version),
                 changes: ClassifiedDiff::default(),
                 impact: Impact::default(),
                 action: GuardAction::Registered,
                 at: Utc::now(),
             });
-            return Ok(Decision::Pass {
-                version: reg.version,
-            });
+            return Ok(Decision::Pass { version });
         };
         let policy = self.registry.policy(stream)?;
         let changes = policy.assess(&accepted, incoming);
@@ -258,14 +319,15 @@ impl SchemaGuard {
             .map(|c| format!("{} [{}]", c.change.describe(), c.severity))
             .collect();
         if changes.max_severity() < Severity::Block {
-            match self.registry.register(stream, incoming) {
+            match self
+                .registry
+                .register_with_contract(stream, incoming, state.contract())
+            {
                 Ok(reg) => {
-                    state.accepted = Some((incoming.clone(), reg.fingerprint, reg.version));
-                    state.decisions.clear();
-                    self.record(event(GuardAction::Registered, Some(reg.version)));
-                    return Ok(Decision::Pass {
-                        version: reg.version,
-                    });
+                    let version = reg.version;
+                    state.accept(incoming.clone(), reg);
+                    self.record(event(GuardAction::Registered, Some(version)));
+                    return Ok(Decision::Pass { version });
                 }
                 Err(Error::Incompatible {
                     mode, reasons: r, ..
@@ -288,15 +350,18 @@ impl SchemaGuard {
             BreakingAction::SplitColumn => {
                 if let Some((schema, sources)) = split_plan(&accepted, incoming, policy.promotions)
                 {
-                    match self.registry.register(stream, &schema) {
+                    match self
+                        .registry
+                        .register_with_contract(stream, &schema, state.contract())
+                    {
                         Ok(reg) => {
-                            state.accepted = Some((schema.clone(), reg.fingerprint, reg.version));
-                            state.decisions.clear();
-                            self.record(event(GuardAction::Split, Some(reg.version)));
+                            let version = reg.version;
+                            state.accept(schema.clone(), reg);
+                            self.record(event(GuardAction::Split, Some(version)));
                             return Ok(Decision::Conform {
                                 schema,
                                 sources,
-                                version: reg.version,
+                                version,
                             });
                         }
                         Err(Error::Incompatible {
@@ -322,22 +387,29 @@ impl SchemaGuard {
 
     fn process(&self, mut batch: Batch) -> Result<TransformOutput> {
         let incoming = batch.data.schema();
-        let print = fingerprint(&incoming);
         let stream = batch.stream.to_string();
-        let decision = {
+        let (decision, contract) = {
             let mut streams = lock(&self.streams, "schema guard")?;
             let state = streams.entry(stream.clone()).or_default();
             if !state.loaded {
-                state.accepted = self
-                    .registry
-                    .latest(&stream)?
-                    .map(|v| (v.schema, v.fingerprint, v.version));
+                state.accepted = self.registry.latest(&stream)?.map(|v| Accepted {
+                    schema: v.schema,
+                    fingerprint: v.fingerprint,
+                    version: v.version,
+                    contract: v.contract.map(Arc::new),
+                });
                 state.loaded = true;
             }
-            match &state.accepted {
-                Some((_, accepted, version)) if *accepted == print => {
-                    Decision::Pass { version: *version }
+            let print = match &state.last {
+                Some((schema, print)) if Arc::ptr_eq(schema, &incoming) => print.clone(),
+                _ => {
+                    let print = fingerprint(&incoming);
+                    state.last = Some((incoming.clone(), print.clone()));
+                    print
                 }
+            };
+            let decision = match &state.accepted {
+                Some(a) if a.fingerprint == print => Decision::Pass { version: a.version },
                 _ => match state.decisions.get(&print) {
                     Some(d) => d.clone(),
                     None => {
@@ -349,12 +421,24 @@ impl SchemaGuard {
                         d
                     }
                 },
+            };
+            let contract = if self.enforce_contracts {
+                state.accepted.as_ref().and_then(|a| a.contract.clone())
+            } else {
+                None
+            };
+            (decision, contract)
+        };
+        let checked = |batch: Batch| -> Result<TransformOutput> {
+            match &contract {
+                Some(c) => enforce(c, batch, &self.name, &self.handle.contract),
+                None => Ok(TransformOutput::pass(batch)),
             }
         };
         match decision {
             Decision::Pass { version } => {
                 batch.meta.schema_version = Some(version);
-                Ok(TransformOutput::pass(batch))
+                checked(batch)
             }
             Decision::Conform {
                 schema,
@@ -363,7 +447,7 @@ impl SchemaGuard {
             } => {
                 let data = conform(&batch.data, &schema, &sources)?;
                 batch.meta.schema_version = Some(version);
-                Ok(TransformOutput::pass(Batch { data, ..batch }))
+                checked(Batch { data, ..batch })
             }
             Decision::Block { message } => Err(Error::Blocked { stream, message }),
             Decision::Quarantine { reason } => {

@@ -57,7 +57,7 @@ pub mod types;
 
 pub use compat::{CompatibilityMode, CompatibilityReport};
 pub use consumers::{Consumer, ConsumerKind, ConsumerRegistry, Impact, ImpactLevel};
-pub use contract::{Contract, ContractCheck, FieldRule};
+pub use contract::{Contract, ContractCheck, ContractFlowCheck, FieldRule};
 pub use diff::render::{DiffReport, render_report, render_report_with_consumers};
 pub use diff::{Change, ChangeKind, SchemaDiff};
 pub use error::{Error, Result};

@@ -1874,3 +1874,103 @@ mod send_sync {
         assert_send_sync::<cdp_schema::Error>();
     }
 }
+
+mod registered_contracts {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use cdp_core::Pipeline;
+    use cdp_core::memory::{MemoryDestination, MemorySource};
+    use cdp_schema::{Contract, ContractFlowCheck, FieldRule, SchemaGuard, SchemaRegistry};
+
+    fn users(plans: &[&str], country: bool) -> RecordBatch {
+        let mut fields = vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("plan", DataType::Utf8, true),
+        ];
+        let ids: Vec<i64> = (0..plans.len() as i64).collect();
+        let mut columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(plans.to_vec())),
+        ];
+        if country {
+            fields.push(Field::new("country", DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from(vec!["DE"; plans.len()])));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    fn registry_with_contract() -> SchemaRegistry {
+        let registry = SchemaRegistry::in_memory();
+        let contract = Contract::new(vec![
+            FieldRule::new("id").required(),
+            FieldRule::new("plan").required().one_of(["free", "pro"]),
+        ]);
+        registry
+            .register_with_contract("users", &users(&[], false).schema(), Some(contract))
+            .unwrap();
+        registry
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guard_enforces_the_registered_contract_across_versions() {
+        let registry = registry_with_contract();
+        let guard = SchemaGuard::new(registry.clone()).enforce_contracts();
+        let handle = guard.handle();
+        let sink = MemoryDestination::new("warehouse");
+        let dlq = MemoryDestination::new("dlq");
+        let (delivered, dead) = (sink.handle(), dlq.handle());
+        let batches = vec![
+            users(&["free", "gold", "pro"], false),
+            // Additive change: v2 is registered with the same contract.
+            users(&["pro", "platinum"], true),
+        ];
+        Pipeline::builder("contracted")
+            .source(MemorySource::new("users", batches))
+            .transform(guard)
+            .destination(sink)
+            .dead_letter(dlq)
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(delivered.row_count(), 3);
+        assert_eq!(dead.row_count(), 2);
+        let v2 = registry.get("users", 2).unwrap();
+        assert_eq!(v2.contract, registry.get("users", 1).unwrap().contract);
+        assert_eq!(
+            handle.contract_stats().invalid_rows.load(Ordering::Relaxed),
+            2
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flow_without_a_contracted_field_is_refused_before_data_moves() {
+        let registry = SchemaRegistry::in_memory();
+        let contract = Contract::new(vec![FieldRule::new("email").required()]);
+        registry
+            .register_with_contract("users", &users(&[], false).schema(), Some(contract))
+            .unwrap();
+        let sink = MemoryDestination::new("warehouse");
+        let delivered = sink.handle();
+        let err = Pipeline::builder("refused")
+            .source(MemorySource::new("users", vec![users(&["pro"], false)]))
+            .destination(sink)
+            .check(ContractFlowCheck::new(registry))
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("field `email` is required by the contract of version 1"),
+            "{err}"
+        );
+        assert!(err.contains("warehouse"), "{err}");
+        assert_eq!(delivered.row_count(), 0);
+    }
+}
