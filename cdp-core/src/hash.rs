@@ -19,6 +19,9 @@ use crate::error::Result;
 
 const LANE_B_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 const NULL_MARK: u64 = 0xA076_1D64_78BD_642F;
+const NAME_SEED: u64 = 0xE703_7ED1_A0B4_28DB;
+/// An odd constant with well-spread bits (from wyhash), for the name fold.
+const MIX: u64 = 0x8EBC_6AF0_9C88_C6E3;
 
 /// Two independent 64-bit chains per row: together a 128-bit hash.
 struct Lanes {
@@ -47,9 +50,17 @@ impl Lanes {
     }
 
     /// Mixes a column name into every row, so that moving a value between columns changes it.
+    /// The name is hashed once; each row only folds that constant in.
     fn name(&mut self, name: &str) {
-        for row in 0..self.a.len() {
-            self.value(row, name.as_bytes());
+        let (ha, hb) = (
+            xxh3_64_with_seed(name.as_bytes(), NAME_SEED),
+            xxh3_64_with_seed(name.as_bytes(), NAME_SEED ^ LANE_B_SEED),
+        );
+        for a in &mut self.a {
+            *a = (*a ^ ha).rotate_left(27).wrapping_mul(MIX);
+        }
+        for b in &mut self.b {
+            *b = (*b ^ hb).rotate_left(31).wrapping_mul(MIX);
         }
     }
 
