@@ -1974,3 +1974,38 @@ mod registered_contracts {
         assert_eq!(delivered.row_count(), 0);
     }
 }
+
+mod report_with_consumers {
+    use arrow::datatypes::DataType;
+    use cdp_schema::{Consumer, ConsumerKind, SchemaPolicy, render_report_with_consumers};
+
+    use super::common::{f, schema};
+
+    #[test]
+    fn rename_report_names_broken_consumers() {
+        let old = schema(vec![
+            f("id", DataType::Int64, false),
+            f("email", DataType::Utf8, true),
+            f("amount", DataType::Int32, true),
+        ]);
+        let new = schema(vec![
+            f("id", DataType::Int64, false),
+            f("email_address", DataType::Utf8, true),
+            f("amount", DataType::Int64, true),
+            f("country", DataType::Utf8, true),
+        ]);
+        let consumers = [
+            Consumer::new("churn-dashboard", ConsumerKind::Dashboard, "users").requires("email"),
+            Consumer::new("revenue-sync", ConsumerKind::Activation, "users")
+                .requires("id")
+                .reads("amount"),
+            Consumer::new("id-export", ConsumerKind::Transform, "users").requires("id"),
+        ];
+        insta::assert_snapshot!(render_report_with_consumers(
+            &old,
+            &new,
+            &SchemaPolicy::default(),
+            &consumers
+        ));
+    }
+}
