@@ -35,7 +35,7 @@ const REFUSED_BLOCKED: u32 = 1;
 const REFUSED_SCOPE: u32 = 2;
 
 /// A link edge: what linked two identifiers, and how often.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Edge {
     pub(crate) first_seen: i64,
     pub(crate) last_seen: i64,

@@ -69,7 +69,9 @@
 //! ```
 
 pub mod error;
+pub mod explain;
 pub mod graph;
+pub mod health;
 pub mod identifier;
 pub mod log;
 pub mod profile;
@@ -77,9 +79,11 @@ pub mod resolver;
 pub mod rules;
 
 pub use error::{Error, Result};
+pub use explain::{Explanation, Hop, ProfileExplanation, RefusalNote};
 pub use graph::{
     DigestLink, Evidence, GraphDigest, IdentityGraph, MergeInfo, ReviewItem, ReviewStatus,
 };
+pub use health::HealthReport;
 pub use identifier::{Identifier, IdentifierKey, Normaliser, ProfileId};
 #[cfg(feature = "sqlite")]
 pub use log::SqliteLog;

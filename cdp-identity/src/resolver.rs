@@ -472,6 +472,21 @@ impl Resolver {
         self.shared.graph.lock().profile_of(kind, raw)
     }
 
+    /// Explains whether two identifiers share a profile (see [`IdentityGraph::explain`]).
+    pub fn explain(&self, a: &Identifier, b: &Identifier) -> Result<crate::Explanation> {
+        self.shared.graph.lock().explain(a, b)
+    }
+
+    /// Explains a profile (see [`IdentityGraph::explain_profile`]).
+    pub fn explain_profile(&self, id: ProfileId) -> Result<crate::ProfileExplanation> {
+        self.shared.graph.lock().explain_profile(id)
+    }
+
+    /// The graph's health as of `now` (see [`IdentityGraph::health`]).
+    pub fn health(&self, now: i64) -> crate::HealthReport {
+        self.shared.graph.lock().health(now)
+    }
+
     /// Appends every log record not yet in the durable log. A no-op without one.
     pub fn flush_log(&self) -> Result<()> {
         let mut durable = self.shared.durable.lock();

@@ -4,7 +4,9 @@
 
 mod identity {
     mod common;
+    mod explain;
     mod graph;
     mod props;
     mod resolver;
+    mod store;
 }

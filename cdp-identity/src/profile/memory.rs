@@ -85,6 +85,9 @@ impl<K: ShardKey, V: Clone> Sharded<K, V> {
     }
 }
 
+/// A consistent copy of a store's index and profile slots.
+pub(crate) type Entries = (Vec<(IdentifierKey, ProfileId)>, Vec<(ProfileId, Slot)>);
+
 #[derive(Debug, Clone)]
 pub(crate) enum Slot {
     Live(Arc<Profile>),
@@ -150,6 +153,27 @@ impl MemoryProfileStore {
     /// Number of identifiers indexed.
     pub fn identifier_count(&self) -> usize {
         self.index.len()
+    }
+
+    /// Every index entry and profile slot, taken under the writer lock (a consistent
+    /// snapshot).
+    pub(crate) fn entries(&self) -> Entries {
+        let _w = self.writer.lock();
+        (self.index.values(), self.profiles.values())
+    }
+
+    pub(crate) fn load_entries(
+        &self,
+        index: Vec<(IdentifierKey, ProfileId)>,
+        profiles: Vec<(ProfileId, Slot)>,
+    ) {
+        let _w = self.writer.lock();
+        for (k, v) in index {
+            self.index.insert(k, v);
+        }
+        for (k, v) in profiles {
+            self.profiles.insert(k, v);
+        }
     }
 
     fn live(&self, mut id: ProfileId) -> Option<(ProfileId, Arc<Profile>)> {

@@ -16,6 +16,8 @@ use crate::graph::{Change, IdentityGraph, NONE, SlotState};
 use crate::identifier::{IdentifierKey, ProfileId};
 
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod survivorship;
 
 pub use memory::MemoryProfileStore;
