@@ -42,8 +42,9 @@ pub(crate) trait RecordFormat {
     /// Splits `region`, which starts at a record boundary, into records (each with its
     /// terminator); also returns where the last complete one ends.
     fn records(&self, region: &[u8], eof: bool) -> (Vec<Range<usize>>, usize);
-    /// Decodes one record on its own: `Err` holds the reason it cannot become a row.
-    fn check(&self, record: &[u8]) -> std::result::Result<(), String>;
+    /// Decodes one record on its own: the rows it makes (at most `batch_size`), or the
+    /// reason it cannot become rows.
+    fn check(&self, record: &[u8], batch_size: usize) -> std::result::Result<usize, String>;
     /// Called before reading a file from `offset`; returns where the records start (after a
     /// header, for instance).
     fn start(&self, file: &mut std::fs::File, path: &Path, offset: u64) -> Result<u64> {
@@ -201,14 +202,20 @@ fn salvage<F: RecordFormat>(
         if record.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match format.check(record) {
-            Ok(()) => {
+        match format.check(record, batch_size) {
+            Ok(rows) => {
+                // Cut the batch before this record when it would not fit, so a batch and its
+                // checkpoint always end between records.
+                let buffered = format.buffered(&decoder);
+                if buffered > 0 && buffered + rows > batch_size {
+                    emit(format, &mut decoder, out, key, base + range.start as u64)?;
+                }
                 let mut rest = record;
                 while !rest.is_empty() {
-                    if format.buffered(&decoder) >= batch_size {
-                        emit(format, &mut decoder, out, key, base + range.start as u64)?;
-                    }
                     let n = format.decode(&mut decoder, rest).map_err(arrow)?;
+                    if n == 0 {
+                        break;
+                    }
                     rest = &rest[n..];
                 }
                 if format.buffered(&decoder) >= batch_size {

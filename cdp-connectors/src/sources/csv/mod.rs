@@ -333,12 +333,13 @@ impl RecordFormat for CsvFormat {
         (records, start)
     }
 
-    fn check(&self, record: &[u8]) -> std::result::Result<(), String> {
+    fn check(&self, record: &[u8], _batch_size: usize) -> std::result::Result<usize, String> {
         let mut probe = self.decoder(1).map_err(|e| e.to_string())?;
         let record = trim_terminator(record);
         probe.inner.decode(record).map_err(|e| e.to_string())?;
         self.finish(&mut probe).map_err(|e| e.to_string())?;
-        probe.inner.flush().map(|_| ()).map_err(|e| e.to_string())
+        let batch = probe.inner.flush().map_err(|e| e.to_string())?;
+        Ok(batch.map_or(0, |b| b.num_rows()))
     }
 
     fn start(&self, file: &mut std::fs::File, path: &Path, offset: u64) -> Result<u64> {

@@ -22,6 +22,8 @@ use super::common::{Emitter, FileOptions, SchemaCell, open_file, read_stream};
 use super::engine::{RecordFormat, read_file};
 
 const CONNECTOR: &str = "jsonl";
+/// Values one line may hold when it is decoded on its own (one is the norm for JSONL).
+const MAX_VALUES_PER_LINE: usize = 64;
 
 /// Reads newline-delimited JSON files into Arrow batches, one stream per file or directory.
 ///
@@ -267,22 +269,23 @@ impl RecordFormat for JsonlFormat {
         (records, end)
     }
 
-    fn check(&self, record: &[u8]) -> std::result::Result<(), String> {
+    fn check(&self, record: &[u8], batch_size: usize) -> std::result::Result<usize, String> {
+        // A small probe: building a decoder reserves room for a whole batch.
+        let limit = batch_size.min(MAX_VALUES_PER_LINE);
         let mut probe = ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(limit)
             .build_decoder()
             .map_err(|e| e.to_string())?;
-        let mut rest = record;
-        while !rest.is_empty() {
-            let n = probe.decode(rest).map_err(|e| e.to_string())?;
-            rest = &rest[n..];
-            if n == 0 || probe.has_partial_record() {
-                break;
-            }
-            probe.flush().map_err(|e| e.to_string())?;
-        }
+        let consumed = probe.decode(record).map_err(|e| e.to_string())?;
         if probe.has_partial_record() {
             return Err("incomplete JSON value: the line ends inside an object".into());
         }
-        probe.flush().map(|_| ()).map_err(|e| e.to_string())
+        if consumed < record.len() && !record[consumed..].iter().all(u8::is_ascii_whitespace) {
+            // The slow path cuts batches between lines, so a line must fit in one.
+            return Err(format!("more than {limit} JSON values on one line"));
+        }
+        let rows = probe.len();
+        probe.flush().map_err(|e| e.to_string())?;
+        Ok(rows)
     }
 }
