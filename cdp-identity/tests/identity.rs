@@ -8,5 +8,7 @@ mod identity {
     mod graph;
     mod props;
     mod resolver;
+    #[cfg(feature = "sqlite")]
+    mod sqlite;
     mod store;
 }

@@ -86,6 +86,7 @@ impl<K: ShardKey, V: Clone> Sharded<K, V> {
 }
 
 /// A consistent copy of a store's index and profile slots.
+#[cfg(feature = "sqlite")]
 pub(crate) type Entries = (Vec<(IdentifierKey, ProfileId)>, Vec<(ProfileId, Slot)>);
 
 #[derive(Debug, Clone)]
@@ -157,11 +158,13 @@ impl MemoryProfileStore {
 
     /// Every index entry and profile slot, taken under the writer lock (a consistent
     /// snapshot).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn entries(&self) -> Entries {
         let _w = self.writer.lock();
         (self.index.values(), self.profiles.values())
     }
 
+    #[cfg(feature = "sqlite")]
     pub(crate) fn load_entries(
         &self,
         index: Vec<(IdentifierKey, ProfileId)>,
