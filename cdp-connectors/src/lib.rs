@@ -7,9 +7,9 @@
 //!   offset, or rows for Parquet), continue files that grew, and turn records they cannot
 //!   decode into dead letters instead of failing the run.
 //! - [`JsonlDestination`] and [`ParquetDestination`] write landing zones laid out as
-//!   `{root}/{stream}/dt=YYYY-MM-DD/part-{epoch}-{seq}.{ext}`, staging each epoch's files and
-//!   publishing them with atomic renames once the pipeline commits, so a crash and a resume
-//!   leave every row exactly once.
+//!   `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch}-{seq}.{ext}`, staging each
+//!   epoch's files and publishing them with atomic renames once the pipeline commits, so a
+//!   crash and a resume leave every row exactly once.
 //!
 //! Each connector has a serde `*Config` (for configuration files) whose `build()` returns the
 //! boxed component, and a plain constructor for Rust code.
