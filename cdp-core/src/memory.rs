@@ -16,7 +16,9 @@ use crate::source::{ReadRequest, Source, SourceEventStream};
 /// A source of one stream made of record batches held in memory.
 ///
 /// It checkpoints after every batch with the number of batches emitted, so a resumed run
-/// continues with the next batch.
+/// continues with the next batch. Batches may change schema along the way (a field added or
+/// renamed upstream): each change is announced with a
+/// [`SourceEvent::SchemaChange`] before the first batch that carries it.
 #[derive(Debug, Clone)]
 pub struct MemorySource {
     stream: String,
@@ -24,7 +26,8 @@ pub struct MemorySource {
 }
 
 impl MemorySource {
-    /// A source emitting `batches` as stream `stream`. All batches must share one schema.
+    /// A source emitting `batches` as stream `stream`; `discover` reports the first batch's
+    /// schema.
     pub fn new(stream: impl Into<String>, batches: Vec<RecordBatch>) -> Self {
         MemorySource {
             stream: stream.into(),

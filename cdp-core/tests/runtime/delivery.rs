@@ -121,3 +121,30 @@ async fn sqlite_state_store_resumes_across_pipelines() {
     }
     assert_eq!(dest.committed_ids(), (0..90).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_schema_change_is_counted_and_destinations_are_prepared_again() {
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use cdp_core::memory::{MemoryDestination, MemorySource};
+
+    let narrow = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let first = RecordBatch::try_new(narrow, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+    let wider = super::support::rows(2, 2);
+    let dest = MemoryDestination::new("d");
+    let handle = dest.handle();
+    let report = Pipeline::builder("p")
+        .source(MemorySource::new("users", vec![first, wider]))
+        .destination(dest)
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.stream("users").unwrap().schema_changes, 1);
+    let prepared = handle.prepared();
+    assert_eq!(prepared.len(), 2);
+    assert!(prepared[0].schema.column_with_name("email").is_none());
+    assert!(prepared[1].schema.column_with_name("email").is_some());
+    assert_eq!(handle.row_count(), 3);
+}
