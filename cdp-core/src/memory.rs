@@ -65,15 +65,23 @@ impl Source for MemorySource {
         let stream = self.stream.clone();
         let batches = self.batches.clone();
         let events = (start..batches.len()).flat_map(move |i| {
-            let batch = Batch::new(stream.as_str(), batches[i].clone(), stream.as_str());
+            let data = batches[i].clone();
+            let changed = i > 0 && batches[i - 1].schema() != data.schema();
+            let change = changed.then(|| {
+                Ok(SourceEvent::SchemaChange {
+                    stream: stream.as_str().into(),
+                    schema: data.schema(),
+                })
+            });
+            let batch = Batch::new(stream.as_str(), data, stream.as_str());
             let cursor = serde_json::Value::from(i as u64 + 1);
-            [
+            change.into_iter().chain([
                 Ok(SourceEvent::Batch(batch)),
                 Ok(SourceEvent::Checkpoint(Checkpoint::new(
                     stream.clone(),
                     cursor,
                 ))),
-            ]
+            ])
         });
         Ok(Box::pin(futures::stream::iter(events)))
     }
