@@ -10,7 +10,7 @@ use cdp_core::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt8Array,
 };
 use cdp_core::arrow::compute::{cast, filter_record_batch};
-use cdp_core::arrow::datatypes::{DataType, SchemaRef};
+use cdp_core::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use cdp_core::{Batch, OP_COLUMN, Op, Transform, TransformOutput};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -50,10 +50,17 @@ pub enum Unknown {
     Allow,
 }
 
+/// Every decision of one profile, per purpose, oldest first.
+type History = BTreeMap<String, Vec<ConsentState>>;
+
 /// Consent by profile key and purpose, shared between capture and enforcement.
+///
+/// It keeps each profile's history, so enforcement asks what was in force *when the event
+/// happened*: a destination worker that runs behind the capture still judges each row by
+/// the consent of its time, not by whatever was captured since.
 #[derive(Debug, Default)]
 pub struct ConsentStore {
-    profiles: RwLock<HashMap<String, BTreeMap<String, ConsentState>>>,
+    profiles: RwLock<HashMap<String, History>>,
 }
 
 impl ConsentStore {
@@ -62,27 +69,54 @@ impl ConsentStore {
         ConsentStore::default()
     }
 
-    /// Records a decision; ignored when the store already holds a later one.
+    /// Records a decision made at `at` (decisions may arrive out of order).
     pub fn set(&self, key: &str, purpose: &str, granted: bool, at: DateTime<Utc>) -> Result<()> {
         let mut profiles = self.write()?;
-        let purposes = profiles.entry(key.to_string()).or_default();
-        match purposes.get(purpose) {
-            Some(existing) if existing.at > at => {}
-            _ => {
-                purposes.insert(purpose.to_string(), ConsentState { granted, at });
-            }
-        }
+        let history = profiles
+            .entry(key.to_string())
+            .or_default()
+            .entry(purpose.to_string())
+            .or_default();
+        let index = history.partition_point(|s| s.at <= at);
+        history.insert(index, ConsentState { granted, at });
         Ok(())
     }
 
-    /// The decision for `key` and `purpose`, if one was recorded.
+    /// The latest decision for `key` and `purpose`, if one was recorded.
     pub fn get(&self, key: &str, purpose: &str) -> Result<Option<ConsentState>> {
-        Ok(self.read()?.get(key).and_then(|p| p.get(purpose)).copied())
+        Ok(self
+            .read()?
+            .get(key)
+            .and_then(|p| p.get(purpose))
+            .and_then(|h| h.last())
+            .copied())
     }
 
-    /// Every decision recorded for `key`.
+    /// The decision in force at `at`.
+    pub fn get_at(
+        &self,
+        key: &str,
+        purpose: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ConsentState>> {
+        Ok(self
+            .read()?
+            .get(key)
+            .and_then(|p| p.get(purpose))
+            .and_then(|h| state_at(h, at)))
+    }
+
+    /// The latest decision per purpose for `key`.
     pub fn profile(&self, key: &str) -> Result<BTreeMap<String, ConsentState>> {
-        Ok(self.read()?.get(key).cloned().unwrap_or_default())
+        Ok(self
+            .read()?
+            .get(key)
+            .map(|p| {
+                p.iter()
+                    .filter_map(|(purpose, h)| Some((purpose.clone(), *h.last()?)))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Forgets a profile (on erasure).
@@ -93,15 +127,19 @@ impl ConsentStore {
     /// Records Segment-style preferences: `preferences_column` holds, per row, either a
     /// struct of booleans or a JSON object text (`{"Advertising": false, ...}`), for the
     /// profile in `key_column`. Categories are mapped to purposes by `categories`; unmapped
-    /// ones become the lower-cased category name. Returns the decisions recorded.
+    /// ones become the lower-cased category name. Each row's decision takes effect at
+    /// `time_column`'s value (a date or timestamp), or at `at` without one. Returns the
+    /// decisions recorded.
     pub fn record_segment(
         &self,
         data: &RecordBatch,
         key_column: &str,
         preferences_column: &str,
         categories: &BTreeMap<String, String>,
+        time_column: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<usize> {
+        let times = row_times(data, time_column, at)?;
         let keys = text_column(data, key_column)?;
         let prefs = data
             .column_by_name(preferences_column)
@@ -124,9 +162,9 @@ impl ConsentStore {
                         ));
                     };
                     let purpose = purpose_of(field.name());
-                    for row in 0..data.num_rows() {
+                    for (row, at) in times.iter().enumerate() {
                         if prefs.is_valid(row) && flags.is_valid(row) && keys.is_valid(row) {
-                            self.set(keys.value(row), &purpose, flags.value(row), at)?;
+                            self.set(keys.value(row), &purpose, flags.value(row), *at)?;
                             recorded += 1;
                         }
                     }
@@ -135,7 +173,7 @@ impl ConsentStore {
             _ => {
                 let texts = cast(prefs, &DataType::Utf8)?;
                 let texts = texts.as_string::<i32>();
-                for row in 0..data.num_rows() {
+                for (row, at) in times.iter().enumerate() {
                     if !(texts.is_valid(row) && keys.is_valid(row)) {
                         continue;
                     }
@@ -143,7 +181,7 @@ impl ConsentStore {
                         serde_json::from_str(texts.value(row))?;
                     for (category, value) in parsed {
                         if let Some(granted) = value.as_bool() {
-                            self.set(keys.value(row), &purpose_of(&category), granted, at)?;
+                            self.set(keys.value(row), &purpose_of(&category), granted, *at)?;
                             recorded += 1;
                         }
                     }
@@ -154,15 +192,17 @@ impl ConsentStore {
     }
 
     /// Records a consent stream in long form: one row per (profile, purpose, granted),
-    /// with an optional time column (otherwise `at`).
+    /// taking effect at `time_column`'s value, or at `at` without one.
     pub fn record_stream(
         &self,
         data: &RecordBatch,
         key_column: &str,
         purpose_column: &str,
         granted_column: &str,
+        time_column: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<usize> {
+        let times = row_times(data, time_column, at)?;
         let keys = text_column(data, key_column)?;
         let purposes = text_column(data, purpose_column)?;
         let granted = data
@@ -170,32 +210,61 @@ impl ConsentStore {
             .and_then(|c| c.as_boolean_opt().cloned())
             .ok_or_else(|| Error::column(granted_column, "missing or not boolean"))?;
         let mut recorded = 0;
-        for row in 0..data.num_rows() {
+        for (row, at) in times.iter().enumerate() {
             if keys.is_valid(row) && purposes.is_valid(row) && granted.is_valid(row) {
-                self.set(keys.value(row), purposes.value(row), granted.value(row), at)?;
+                self.set(
+                    keys.value(row),
+                    purposes.value(row),
+                    granted.value(row),
+                    *at,
+                )?;
                 recorded += 1;
             }
         }
         Ok(recorded)
     }
 
-    fn read(
-        &self,
-    ) -> Result<std::sync::RwLockReadGuard<'_, HashMap<String, BTreeMap<String, ConsentState>>>>
-    {
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<String, History>>> {
         self.profiles
             .read()
             .map_err(|_| Error::Audit("consent store lock poisoned".into()))
     }
 
-    fn write(
-        &self,
-    ) -> Result<std::sync::RwLockWriteGuard<'_, HashMap<String, BTreeMap<String, ConsentState>>>>
-    {
+    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, HashMap<String, History>>> {
         self.profiles
             .write()
             .map_err(|_| Error::Audit("consent store lock poisoned".into()))
     }
+}
+
+fn state_at(history: &[ConsentState], at: DateTime<Utc>) -> Option<ConsentState> {
+    let index = history.partition_point(|s| s.at <= at);
+    index.checked_sub(1).map(|i| history[i])
+}
+
+/// Per-row times from `column` (a date or timestamp), or `fallback` for every row.
+fn row_times(
+    data: &RecordBatch,
+    column: Option<&str>,
+    fallback: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>> {
+    let Some(name) = column else {
+        return Ok(vec![fallback; data.num_rows()]);
+    };
+    let values = data
+        .column_by_name(name)
+        .ok_or_else(|| Error::column(name, "missing time column"))?;
+    let micros = cast(values, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    let micros = micros.as_primitive::<TimestampMicrosecondType>();
+    Ok((0..data.num_rows())
+        .map(|row| {
+            micros
+                .is_valid(row)
+                .then(|| DateTime::from_timestamp_micros(micros.value(row)))
+                .flatten()
+                .unwrap_or(fallback)
+        })
+        .collect())
 }
 
 fn text_column(data: &RecordBatch, name: &str) -> Result<StringArray> {
@@ -213,6 +282,7 @@ pub struct ConsentCapture {
     key_column: String,
     preferences_column: String,
     categories: BTreeMap<String, String>,
+    time_column: Option<String>,
 }
 
 impl ConsentCapture {
@@ -228,12 +298,20 @@ impl ConsentCapture {
             key_column: key_column.into(),
             preferences_column: preferences_column.into(),
             categories: BTreeMap::new(),
+            time_column: None,
         }
     }
 
     /// Maps a consent category (`Advertising`) to a purpose (`marketing`).
     pub fn category(mut self, category: impl Into<String>, purpose: impl Into<String>) -> Self {
         self.categories.insert(category.into(), purpose.into());
+        self
+    }
+
+    /// Takes each decision's time from this column (the event time) instead of the batch's
+    /// sync time.
+    pub fn time_column(mut self, column: impl Into<String>) -> Self {
+        self.time_column = Some(column.into());
         self
     }
 }
@@ -255,6 +333,7 @@ impl Transform for ConsentCapture {
                 &self.key_column,
                 &self.preferences_column,
                 &self.categories,
+                self.time_column.as_deref(),
                 batch.meta.synced_at,
             )?;
         }
@@ -272,6 +351,7 @@ pub struct ConsentFilter {
     key_column: String,
     purposes: Vec<String>,
     unknown: Unknown,
+    time_column: Option<String>,
     withheld: AtomicU64,
 }
 
@@ -288,6 +368,7 @@ impl ConsentFilter {
             key_column: key_column.into(),
             purposes,
             unknown: Unknown::Deny,
+            time_column: None,
             withheld: AtomicU64::new(0),
         }
     }
@@ -298,16 +379,25 @@ impl ConsentFilter {
         self
     }
 
+    /// Judges each row by the consent in force at this column's time (the event time)
+    /// instead of the batch's sync time.
+    pub fn time_column(mut self, column: impl Into<String>) -> Self {
+        self.time_column = Some(column.into());
+        self
+    }
+
     /// Rows kept out so far.
     pub fn withheld(&self) -> u64 {
         self.withheld.load(Ordering::Relaxed)
     }
 
-    /// The rows of `data` allowed through.
-    pub fn filter(&self, data: &RecordBatch) -> Result<RecordBatch> {
+    /// The rows of `data` allowed through, judged as of each row's time (`at` when no time
+    /// column is set).
+    pub fn filter(&self, data: &RecordBatch, at: DateTime<Utc>) -> Result<RecordBatch> {
         if self.purposes.is_empty() {
             return Ok(data.clone());
         }
+        let times = row_times(data, self.time_column.as_deref(), at)?;
         let rows = data.num_rows();
         let keys: Option<ArrayRef> = data.column_by_name(&self.key_column).cloned();
         let keys = match keys {
@@ -335,6 +425,7 @@ impl ConsentFilter {
                 Some(self.purposes.iter().all(|purpose| {
                     consent
                         .and_then(|c| c.get(purpose))
+                        .and_then(|h| state_at(h, times[row]))
                         .map_or(default, |state| state.granted)
                 }))
             })
@@ -357,7 +448,7 @@ impl Transform for ConsentFilter {
     }
 
     fn apply(&self, batch: Batch) -> cdp_core::Result<TransformOutput> {
-        let data = self.filter(&batch.data)?;
+        let data = self.filter(&batch.data, batch.meta.synced_at)?;
         Ok(TransformOutput::pass(Batch { data, ..batch }))
     }
 }
@@ -426,7 +517,7 @@ mod tests {
         .unwrap();
         let categories = BTreeMap::from([("Advertising".to_string(), "marketing".to_string())]);
         let n = store
-            .record_segment(&data, "user_id", "prefs", &categories, Utc::now())
+            .record_segment(&data, "user_id", "prefs", &categories, None, Utc::now())
             .unwrap();
         assert_eq!(n, 4);
         assert!(store.get("a", "marketing").unwrap().unwrap().granted);
@@ -448,7 +539,7 @@ mod tests {
         )
         .unwrap();
         store
-            .record_segment(&data, "user_id", "prefs", &categories, Utc::now())
+            .record_segment(&data, "user_id", "prefs", &categories, None, Utc::now())
             .unwrap();
         assert!(store.get("c", "marketing").unwrap().unwrap().granted);
         assert!(!store.get("c", "functional").unwrap().unwrap().granted);

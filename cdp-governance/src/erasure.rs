@@ -296,7 +296,8 @@ impl Transform for Suppress {
 pub struct ErasureReceipt {
     /// Keyed digest of the identifier erased.
     pub identifier: Digest,
-    /// Every identifier now suppressed (the one asked for and those linked to it).
+    /// Every identifier now suppressed (the one asked for and those linked to it), in
+    /// every spelling seen, for tombstones.
     #[serde(skip)]
     pub suppressed: Vec<Identifier>,
     /// What each target removed.
@@ -370,8 +371,13 @@ impl Eraser {
             match target.erase(identifier).await {
                 Ok(outcome) => {
                     for linked in &outcome.linked {
+                        // `Ada@X.io` and `ada@x.io` are one identifier (one digest), but
+                        // both spellings are kept for tombstones: stores match them exactly.
+                        let digest = self.suppression.suppress(linked)?;
+                        if !digests.contains(&digest) {
+                            digests.push(digest);
+                        }
                         if !suppressed.contains(linked) {
-                            digests.push(self.suppression.suppress(linked)?);
                             suppressed.push(linked.clone());
                         }
                     }
@@ -438,34 +444,67 @@ impl Eraser {
 ///
 /// Columns other than the key become nullable, since a tombstone carries nothing else.
 pub fn tombstones(schema: &Schema, key_column: &str, keys: &[&str]) -> Result<RecordBatch> {
-    let key_field = schema
-        .field_with_name(key_column)
-        .map_err(|_| Error::column(key_column, "not in the stream's schema"))?;
-    let key_values: ArrayRef = Arc::new(StringArray::from(keys.to_vec()));
-    let key_values = cast(&key_values, key_field.data_type())?;
+    tombstones_by(schema, &[(key_column, keys.to_vec())])
+}
+
+/// Tombstones keyed by several columns: for each `(column, values)`, one row per value with
+/// only that column set. A person known by a user id in some rows and only by a device id in
+/// others (before they logged in) needs both.
+pub fn tombstones_by(schema: &Schema, keys: &[(&str, Vec<&str>)]) -> Result<RecordBatch> {
+    let rows: usize = keys.iter().map(|(_, v)| v.len()).sum();
+    for (column, _) in keys {
+        schema
+            .field_with_name(column)
+            .map_err(|_| Error::column(*column, "not in the stream's schema"))?;
+    }
     let mut fields = Vec::with_capacity(schema.fields().len() + 1);
-    let mut columns = Vec::with_capacity(schema.fields().len() + 1);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 1);
     for field in schema.fields() {
         if cdp_core::record::is_system_column(field.name()) {
             continue;
         }
-        if field.name() == key_column {
-            fields.push(field.as_ref().clone());
-            columns.push(key_values.clone());
+        let mut values: Vec<Option<&str>> = Vec::with_capacity(rows);
+        let mut keyed = false;
+        for (column, keys) in keys {
+            if *column == field.name() {
+                keyed = true;
+                values.extend(keys.iter().map(|k| Some(*k)));
+            } else {
+                values.extend(std::iter::repeat_n(None, keys.len()));
+            }
+        }
+        let only_key = keyed && keys.len() == 1;
+        fields.push(
+            field
+                .as_ref()
+                .clone()
+                .with_nullable(field.is_nullable() || !only_key),
+        );
+        if keyed {
+            let text: ArrayRef = Arc::new(StringArray::from(values));
+            columns.push(cast(&text, field.data_type())?);
         } else {
-            fields.push(field.as_ref().clone().with_nullable(true));
-            columns.push(new_null_array(field.data_type(), keys.len()));
+            columns.push(new_null_array(field.data_type(), rows));
         }
     }
     fields.push(Field::new(OP_COLUMN, DataType::UInt8, false));
-    columns.push(Arc::new(UInt8Array::from(vec![
-        Op::Delete as u8;
-        keys.len()
-    ])));
+    columns.push(Arc::new(UInt8Array::from(vec![Op::Delete as u8; rows])));
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
         columns,
     )?)
+}
+
+impl ErasureReceipt {
+    /// Tombstones for every suppressed identifier, keyed by the columns that hold each
+    /// kind: `(column, kind)` pairs as given to [`Suppress::column`].
+    pub fn tombstones(&self, schema: &Schema, columns: &[(&str, &str)]) -> Result<RecordBatch> {
+        let keys: Vec<(&str, Vec<&str>)> = columns
+            .iter()
+            .map(|(column, kind)| (*column, self.identifiers_of(kind)))
+            .collect();
+        tombstones_by(schema, &keys)
+    }
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ pub use consent::{ConsentCapture, ConsentFilter, ConsentState, ConsentStore, Unk
 pub use enforce::{Enforcer, Violation};
 pub use erasure::{
     Eraser, ErasureReceipt, ErasureTarget, Identifier, Suppress, SuppressionList, TargetErasure,
-    tombstones,
+    tombstones, tombstones_by,
 };
 pub use error::{Error, Result};
 pub use mask::{HashKey, Keys, MASKING_METADATA_KEY, Masking, Method, Tokenizer};

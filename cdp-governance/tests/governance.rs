@@ -46,5 +46,9 @@ mod common {
 #[cfg(feature = "sqlite")]
 #[path = "governance/audit_tamper.rs"]
 mod audit_tamper;
+#[path = "governance/consent_access.rs"]
+mod consent_access;
 #[path = "governance/enforcement.rs"]
 mod enforcement;
+#[path = "governance/erasure.rs"]
+mod erasure;

@@ -12,7 +12,9 @@ pub mod token;
 use std::fmt;
 use std::sync::Arc;
 
-use cdp_core::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder};
+use cdp_core::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, StringArray, StringBuilder,
+};
 use cdp_core::arrow::compute::{can_cast_types, cast};
 use cdp_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cdp_core::{Batch, Transform, TransformOutput};
@@ -440,7 +442,13 @@ impl Masking {
             }
         }
         let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
-        Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+        // The row count is explicit so that dropping every column still keeps the rows.
+        let options = RecordBatchOptions::new().with_row_count(Some(data.num_rows()));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(schema),
+            columns,
+            &options,
+        )?)
     }
 
     /// The schema [`apply_to`](Masking::apply_to) produces for `input`.
