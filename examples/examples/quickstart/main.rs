@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cdp::connectors::{CsvSource, JsonlDestination, JsonlSource, ParquetDestination};
+use cdp::schema::{Consumer, ConsumerKind, SchemaPolicy, render_report_with_consumers};
 use cdp::transforms::normalize::{Normalize, NormalizeConfig};
 use cdp::{Pipeline, RunMode, RunReport, Source, SqliteStateStore, StateStore};
 use cdp_testkit::sample::{SampleConfig, SampleManifest, generate};
@@ -111,7 +112,47 @@ async fn main() -> Result<(), BoxError> {
     if landed == 0 {
         say("nothing new to read: every source is at its committed checkpoint".into());
     }
+
+    say("\n== schema change: next week's CRM export ==".into());
+    say(crm_schema_change(&input).await?);
     Ok(())
+}
+
+/// The CRM team renames `phone` to `mobile_phone` and adds `lifecycle_stage` in next week's
+/// export: shows the diff, its severity, and which downstream consumers it breaks, before
+/// any pipeline reads the file.
+async fn crm_schema_change(input: &Path) -> Result<String, BoxError> {
+    let current = input.join("crm.csv");
+    let next = input.join("crm_next_week.csv");
+    let text = std::fs::read_to_string(&current)?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let mut changed = header.replace(",phone,", ",mobile_phone,") + ",lifecycle_stage\n";
+    for (i, line) in lines.enumerate() {
+        let stage = ["lead", "customer", "churned"][i % 3];
+        changed.push_str(&format!("{line},{stage}\n"));
+    }
+    std::fs::write(&next, changed)?;
+
+    let schema_of = |path: PathBuf| async move {
+        let catalog = CsvSource::new(path).discover().await?;
+        Ok::<_, BoxError>(catalog.streams[0].schema.clone())
+    };
+    let (old, new) = (schema_of(current).await?, schema_of(next).await?);
+    let consumers = [
+        Consumer::new("sms-reminders", ConsumerKind::Activation, "crm")
+            .requires("phone")
+            .reads("email"),
+        Consumer::new("sales-dashboard", ConsumerKind::Dashboard, "crm")
+            .reads("company")
+            .reads("created_at"),
+    ];
+    Ok(render_report_with_consumers(
+        &old,
+        &new,
+        &SchemaPolicy::default(),
+        &consumers,
+    ))
 }
 
 /// What every pipeline of the quickstart shares.
