@@ -172,3 +172,20 @@ pub fn row_to_json(batch: &RecordBatch, row: usize) -> String {
         Err(e) => format!("<row {row} could not be rendered: {e}>"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: rendering a stamped row (its `_cdp_synced_at` is zoned "UTC") must work,
+    /// or dead letters of stamped batches lose their payload.
+    #[test]
+    fn stamped_rows_render_as_json() {
+        let letters = [DeadLetter::new("s", "source", "bad", "{}")];
+        let batch = DeadLetter::to_batch(&letters, "src").unwrap().stamp().unwrap();
+        let json = row_to_json(&batch.data, 0);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["reason"], "bad");
+        assert!(value["_cdp_synced_at"].as_str().unwrap().ends_with('Z'), "{json}");
+    }
+}
