@@ -28,7 +28,8 @@ pub struct OpenContext {
     /// The pipeline's id.
     pub pipeline_id: String,
     /// The epoch of the last committed barrier (`0` if none). Work staged for a later epoch
-    /// was never committed and will be replayed: discard it.
+    /// was never committed and will be replayed: discard it. The epochs of this run's
+    /// [`Destination::flush`] calls are consecutive, starting at `committed_epoch + 1`.
     pub committed_epoch: u64,
 }
 
