@@ -110,32 +110,31 @@ pub fn ip_prefix(array: &ArrayRef, v4: u8, v6: u8) -> Result<ArrayRef> {
             format!("prefix lengths must be at most 32 (IPv4) and 128 (IPv6), got {v4} and {v6}"),
         ));
     }
+    use std::fmt::Write;
     let strings = super::as_strings(array)?;
     let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+    let mask4 = u32::MAX.checked_shl(32 - u32::from(v4)).unwrap_or(0);
+    let mask6 = u128::MAX.checked_shl(128 - u32::from(v6)).unwrap_or(0);
+    // One buffer reused for every value: no allocation per row.
+    let mut buffer = String::new();
     for value in strings.iter() {
-        match value.and_then(|v| v.trim().parse::<IpAddr>().ok()) {
-            None => out.append_null(),
+        buffer.clear();
+        let written = match value.and_then(|v| v.trim().parse::<IpAddr>().ok()) {
+            None => {
+                out.append_null();
+                continue;
+            }
             Some(IpAddr::V4(ip)) => {
-                let bits = u32::from(ip);
-                let mask = if v4 == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - u32::from(v4))
-                };
-                let net = std::net::Ipv4Addr::from(bits & mask);
-                out.append_value(format!("{net}/{v4}"));
+                let net = std::net::Ipv4Addr::from(u32::from(ip) & mask4);
+                write!(buffer, "{net}/{v4}")
             }
             Some(IpAddr::V6(ip)) => {
-                let bits = u128::from(ip);
-                let mask = if v6 == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - u32::from(v6))
-                };
-                let net = std::net::Ipv6Addr::from(bits & mask);
-                out.append_value(format!("{net}/{v6}"));
+                let net = std::net::Ipv6Addr::from(u128::from(ip) & mask6);
+                write!(buffer, "{net}/{v6}")
             }
-        }
+        };
+        written.map_err(|e| Error::masking("<column>", "ip_prefix", e.to_string()))?;
+        out.append_value(&buffer);
     }
     Ok(Arc::new(out.finish()))
 }

@@ -322,17 +322,24 @@ pub fn redact(array: &ArrayRef) -> StringArray {
 
 /// Keeps the last `keep_last` characters of each value and masks the rest with `*`.
 pub fn partial(array: &ArrayRef, keep_last: usize) -> Result<StringArray> {
-    use std::fmt::Write;
     let strings = as_strings(array)?;
     let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len());
+    // One buffer reused for every value: no allocation per row.
+    let mut buffer = String::new();
     for value in strings.iter() {
         let Some(value) = value else {
             out.append_null();
             continue;
         };
-        let chars = value.chars().count();
+        let chars = if value.is_ascii() {
+            value.len()
+        } else {
+            value.chars().count()
+        };
         let (masked, kept) = if chars <= keep_last {
             (chars, "")
+        } else if value.is_ascii() {
+            (chars - keep_last, &value[chars - keep_last..])
         } else {
             let split = value
                 .char_indices()
@@ -340,11 +347,10 @@ pub fn partial(array: &ArrayRef, keep_last: usize) -> Result<StringArray> {
                 .map_or(value.len(), |(i, _)| i);
             (chars - keep_last, &value[split..])
         };
-        for _ in 0..masked {
-            out.write_char('*')
-                .map_err(|e| Error::masking("<column>", "partial", e.to_string()))?;
-        }
-        out.append_value(kept);
+        buffer.clear();
+        buffer.extend(std::iter::repeat_n('*', masked));
+        buffer.push_str(kept);
+        out.append_value(&buffer);
     }
     Ok(out.finish())
 }

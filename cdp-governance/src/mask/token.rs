@@ -76,13 +76,17 @@ impl Tokenizer {
         let strings = super::as_strings(array)?;
         let mut cipher = self.cipher();
         let mut out = StringBuilder::with_capacity(strings.len(), strings.value_data().len() * 2);
+        // Buffers reused for every value: no allocation per row.
+        let mut bytes: Vec<u8> = Vec::new();
         let mut hex = Vec::new();
         for value in strings.iter() {
             match value {
                 None => out.append_null(),
                 Some(value) => {
-                    let bytes = cipher
-                        .encrypt([DOMAIN], value.as_bytes())
+                    bytes.clear();
+                    bytes.extend_from_slice(value.as_bytes());
+                    cipher
+                        .encrypt_in_place([DOMAIN], &mut bytes)
                         .map_err(|e| Error::Key(format!("tokenisation failed: {e}")))?;
                     hex.clear();
                     encode_hex_into(&bytes, &mut hex);
