@@ -182,10 +182,16 @@ mod tests {
     #[test]
     fn stamped_rows_render_as_json() {
         let letters = [DeadLetter::new("s", "source", "bad", "{}")];
-        let batch = DeadLetter::to_batch(&letters, "src").unwrap().stamp().unwrap();
+        let batch = DeadLetter::to_batch(&letters, "src")
+            .unwrap()
+            .stamp()
+            .unwrap();
         let json = row_to_json(&batch.data, 0);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["reason"], "bad");
-        assert!(value["_cdp_synced_at"].as_str().unwrap().ends_with('Z'), "{json}");
+        assert!(
+            value["_cdp_synced_at"].as_str().unwrap().ends_with('Z'),
+            "{json}"
+        );
     }
 }

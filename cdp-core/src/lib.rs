@@ -61,8 +61,8 @@ pub use checkpoint::SqliteStateStore;
 pub use checkpoint::{MemoryStateStore, StateStore};
 pub use destination::{Destination, OpenContext, RejectedRow, WriteOutcome};
 pub use error::{BoxError, Error, Result};
-pub use flow::{Flow, FlowCheck};
 pub use event::{Checkpoint, DEAD_LETTER_STREAM, DeadLetter, PipelineState, SourceEvent};
+pub use flow::{Flow, FlowCheck};
 pub use identity::{IdentityEvent, IdentityEventKind, IdentityResolver, ResolvedBatch};
 pub use record::{
     Batch, BatchMeta, LINEAGE_ID_COLUMN, OP_COLUMN, Op, PROFILE_ID_COLUMN, RECORD_HASH_COLUMN,
@@ -78,7 +78,7 @@ pub use transform::{Transform, TransformOutput};
 
 /// Re-export, so connector authors use the same Arrow as the runtime.
 pub use arrow;
-/// Re-export, so connector authors build event streams with the same `futures`.
-pub use futures;
 /// Re-export, so connector authors implement the traits with the same macro.
 pub use async_trait::async_trait;
+/// Re-export, so connector authors build event streams with the same `futures`.
+pub use futures;

@@ -99,18 +99,34 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         source_name: source.name().to_string(),
     };
     // Policy first: nothing is opened, read or written if a declared flow is refused.
-    router.check_declared_flows().map_err(|(stage, e)| fail(&stage, e))?;
+    router
+        .check_declared_flows()
+        .map_err(|(stage, e)| fail(&stage, e))?;
 
     let workers: Vec<Worker> = destinations
         .into_iter()
         .zip(&counters)
         .map(|((d, t), c)| {
-            Worker::spawn(d, t, ctx.clone(), channel_capacity, retry.clone(), c.clone())
+            Worker::spawn(
+                d,
+                t,
+                ctx.clone(),
+                channel_capacity,
+                retry.clone(),
+                c.clone(),
+            )
         })
         .collect();
     let dlq = dead_letter.map(|d| {
         let c = counters.last().cloned().unwrap_or_default();
-        Worker::spawn(d, Arc::default(), ctx.clone(), channel_capacity, retry.clone(), c)
+        Worker::spawn(
+            d,
+            Arc::default(),
+            ctx.clone(),
+            channel_capacity,
+            retry.clone(),
+            c,
+        )
     });
 
     let request = ReadRequest {
@@ -122,10 +138,7 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
     let (tx, rx) = mpsc::channel::<Feed>(channel_capacity);
     let source_task = tokio::spawn(pump(events, tx, cancel.clone(), cancel_grace));
 
-    let mut all = Workers {
-        data: workers,
-        dlq,
-    };
+    let mut all = Workers { data: workers, dlq };
 
     let outcome = router.route(rx, &mut all, &*state_store, &id, &retry).await;
     source_task.abort();
@@ -527,7 +540,9 @@ impl Router {
                 schema: &schema,
             };
             for check in &self.checks {
-                check.check(&flow).map_err(|e| ("flow check".to_string(), e))?;
+                check
+                    .check(&flow)
+                    .map_err(|e| ("flow check".to_string(), e))?;
             }
         }
         Ok(())
