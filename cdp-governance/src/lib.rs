@@ -16,6 +16,19 @@
 //! Every decision can go to an [`AuditLog`] (in memory or SQLite), hash-chained so that
 //! [`AuditLog::verify`] finds edited, deleted or reordered entries.
 //!
+//! Around that core:
+//!
+//! * [`access`] — principals, roles and grants per purpose; [`Access::authorize`] returns a
+//!   decision with its reason, [`Access::read`] is a governed, audited view;
+//! * [`consent`] — consent per profile and purpose, captured from Segment
+//!   `categoryPreferences` or a consent stream, enforced per destination by a
+//!   [`ConsentFilter`];
+//! * [`erasure`] — [`Eraser::erase`] removes a person from every [`ErasureTarget`] (the
+//!   profile store and identity graph implement it), emits [`tombstones`] for destinations,
+//!   and adds their identifiers to a [`SuppressionList`] that [`Suppress`] enforces on
+//!   re-ingest;
+//! * [`retention`] — periods per class and stream, and a columnar [`Sweeper`].
+//!
 //! # Example
 //!
 //! ```
@@ -105,3 +118,29 @@ pub use policy::{
     Decision, DestinationPolicy, Policy, PolicyConfig, Rule, Treatment, decisions_for_file,
 };
 pub use retention::{RetentionConfig, RetentionPeriod, Sweep, Sweeper};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<Policy>();
+        assert_send_sync::<Enforcer>();
+        assert_send_sync::<Masking>();
+        assert_send_sync::<Keys>();
+        assert_send_sync::<MemoryAuditLog>();
+        #[cfg(feature = "sqlite")]
+        assert_send_sync::<SqliteAuditLog>();
+        assert_send_sync::<Access>();
+        assert_send_sync::<ConsentStore>();
+        assert_send_sync::<ConsentFilter>();
+        assert_send_sync::<Eraser>();
+        assert_send_sync::<Suppress>();
+        assert_send_sync::<SuppressionList>();
+        assert_send_sync::<Sweeper>();
+        assert_send_sync::<Error>();
+    }
+}
