@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use cdp_core::arrow::array::RecordBatch;
+use cdp_core::arrow::array::{Array, RecordBatch};
 use cdp_core::arrow::datatypes::Schema;
 use serde::{Deserialize, Serialize};
 
@@ -312,6 +312,53 @@ impl Access {
     }
 }
 
+impl Access {
+    /// Reverses tokens of `field` for `principal`, if a grant lets them read the field in
+    /// the clear for `purpose`; every reveal, granted or not, is recorded. This is the
+    /// "authorised caller" of deterministic tokenisation: holding the key is not enough,
+    /// the caller must be granted the clear value.
+    pub fn reveal(
+        &self,
+        principal: &str,
+        purpose: &str,
+        stream: &str,
+        field: &str,
+        class: DataClass,
+        tokens: &cdp_core::arrow::array::StringArray,
+    ) -> Result<cdp_core::arrow::array::StringArray> {
+        let decision = self.authorize(&AccessRequest {
+            principal,
+            purpose,
+            stream,
+            field,
+            class,
+        });
+        if let Some(log) = &self.audit {
+            log.append(AuditEvent::new(
+                AuditKind::GovernedRead,
+                principal,
+                format!("{stream}.{field}"),
+                serde_json::json!({
+                    "purpose": purpose,
+                    "reveal": tokens.len(),
+                    "decision": decision.to_string(),
+                }),
+            ))?;
+        }
+        if decision.outcome != AccessOutcome::Allow {
+            return Err(Error::Denied {
+                principal: principal.to_string(),
+                reason: decision.reason,
+            });
+        }
+        let tokenizer =
+            self.policy.keys().tokenizer().ok_or_else(|| {
+                Error::Key("no token key configured (Keys::with_token_key)".into())
+            })?;
+        tokenizer.detokenize_array(tokens)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +416,50 @@ mod tests {
                 .reason
                 .contains("unknown principal")
         );
+    }
+
+    #[test]
+    fn only_principals_granted_the_clear_value_may_reveal_tokens() {
+        let keys = Keys::new().with_token_key(&[1; 64]).unwrap();
+        let tokens = keys
+            .tokenizer()
+            .unwrap()
+            .tokenize_array(
+                &(std::sync::Arc::new(cdp_core::arrow::array::StringArray::from(vec![
+                    "ada@example.com",
+                ])) as cdp_core::arrow::array::ArrayRef),
+            )
+            .unwrap();
+        let tokens = tokens
+            .as_any()
+            .downcast_ref::<cdp_core::arrow::array::StringArray>()
+            .unwrap();
+        let policy = Policy::from_toml("default_class = \"internal\"")
+            .unwrap()
+            .with_keys(keys);
+        let access = Access::new(access().config.as_ref().clone(), policy).unwrap();
+        let revealed = access
+            .reveal(
+                "bob",
+                "support",
+                "profiles",
+                "email",
+                DataClass::Sensitive,
+                tokens,
+            )
+            .unwrap();
+        assert_eq!(revealed.value(0), "ada@example.com");
+        let denied = access
+            .reveal(
+                "alice",
+                "analytics",
+                "profiles",
+                "email",
+                DataClass::Sensitive,
+                tokens,
+            )
+            .unwrap_err();
+        assert!(matches!(denied, Error::Denied { .. }), "{denied}");
     }
 
     #[test]

@@ -274,8 +274,9 @@ fn text_column(data: &RecordBatch, name: &str) -> Result<StringArray> {
     Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
-/// A pipeline transform recording Segment consent preferences from the events passing
-/// through, then passing them on unchanged. Put it before any [`ConsentFilter`].
+/// A pipeline transform recording consent from the batches passing through, then passing
+/// them on unchanged: Segment preferences carried by events, and optionally a dedicated
+/// consent stream in long form. Put it before any [`ConsentFilter`].
 #[derive(Debug)]
 pub struct ConsentCapture {
     store: Arc<ConsentStore>,
@@ -283,6 +284,8 @@ pub struct ConsentCapture {
     preferences_column: String,
     categories: BTreeMap<String, String>,
     time_column: Option<String>,
+    /// `(stream, purpose column, granted column)` of a consent stream.
+    consent_stream: Option<(String, String, String)>,
 }
 
 impl ConsentCapture {
@@ -299,6 +302,7 @@ impl ConsentCapture {
             preferences_column: preferences_column.into(),
             categories: BTreeMap::new(),
             time_column: None,
+            consent_stream: None,
         }
     }
 
@@ -314,6 +318,18 @@ impl ConsentCapture {
         self.time_column = Some(column.into());
         self
     }
+
+    /// Also records batches of `stream` as a consent stream: one row per profile (the key
+    /// column), purpose (`purpose_column`) and decision (`granted_column`, boolean).
+    pub fn consent_stream(
+        mut self,
+        stream: impl Into<String>,
+        purpose_column: impl Into<String>,
+        granted_column: impl Into<String>,
+    ) -> Self {
+        self.consent_stream = Some((stream.into(), purpose_column.into(), granted_column.into()));
+        self
+    }
 }
 
 impl Transform for ConsentCapture {
@@ -326,6 +342,19 @@ impl Transform for ConsentCapture {
     }
 
     fn apply(&self, batch: Batch) -> cdp_core::Result<TransformOutput> {
+        if let Some((stream, purpose, granted)) = &self.consent_stream
+            && *batch.stream == **stream
+        {
+            self.store.record_stream(
+                &batch.data,
+                &self.key_column,
+                purpose,
+                granted,
+                self.time_column.as_deref(),
+                batch.meta.synced_at,
+            )?;
+            return Ok(TransformOutput::pass(batch));
+        }
         let has = |c: &str| batch.data.column_by_name(c).is_some();
         if has(&self.key_column) && has(&self.preferences_column) {
             self.store.record_segment(
@@ -491,6 +520,50 @@ mod tests {
             .set("p1", "marketing", false, t("2025-01-03T00:00:00Z"))
             .unwrap();
         assert!(!store.get("p1", "marketing").unwrap().unwrap().granted);
+    }
+
+    #[test]
+    fn consent_stream_batches_are_recorded_and_filtered_by() {
+        let store = Arc::new(ConsentStore::new());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, false),
+            Field::new("purpose", DataType::Utf8, false),
+            Field::new("granted", DataType::Boolean, false),
+        ]));
+        let consent = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(StringArray::from(vec!["marketing", "marketing"])),
+                Arc::new(BooleanArray::from(vec![true, false])),
+            ],
+        )
+        .unwrap();
+        let capture = ConsentCapture::new(store.clone(), "user_id", "unused")
+            .consent_stream("consent", "purpose", "granted");
+        capture
+            .apply(Batch::new("consent", consent, "cmp"))
+            .unwrap();
+        let events = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "user_id",
+                DataType::Utf8,
+                true,
+            )])),
+            vec![Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                Some("c"),
+                None,
+            ]))],
+        )
+        .unwrap();
+        let filter = ConsentFilter::new(store.clone(), "user_id", vec!["marketing".into()]);
+        assert_eq!(filter.filter(&events, Utc::now()).unwrap().num_rows(), 1);
+        assert_eq!(filter.withheld(), 3);
+        let lenient =
+            ConsentFilter::new(store, "user_id", vec!["marketing".into()]).unknown(Unknown::Allow);
+        assert_eq!(lenient.filter(&events, Utc::now()).unwrap().num_rows(), 3);
     }
 
     #[test]

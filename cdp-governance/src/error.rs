@@ -28,6 +28,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A principal asked for something its roles do not grant.
+    #[error("access denied to `{principal}`: {reason}")]
+    Denied {
+        /// Who asked.
+        principal: String,
+        /// Why not, naming the role or what is missing.
+        reason: String,
+    },
+
     /// A masking method cannot be applied to a field (wrong type, missing key).
     #[error("cannot apply `{method}` to field `{field}`: {message}")]
     Masking {

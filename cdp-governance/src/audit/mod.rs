@@ -166,6 +166,23 @@ impl AuditEvent {
     }
 }
 
+impl AuditEvent {
+    /// A merge of profiles by identity resolution: `merged` now belong to `survivor`.
+    pub fn merge(
+        resolver: impl Into<String>,
+        survivor: &str,
+        merged: &[&str],
+        reason: impl Into<String>,
+    ) -> Self {
+        AuditEvent::new(
+            AuditKind::Merge,
+            resolver,
+            survivor.to_string(),
+            serde_json::json!({ "merged": merged, "reason": reason.into() }),
+        )
+    }
+}
+
 /// A recorded, chained entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
