@@ -507,19 +507,24 @@ mod tests {
     }
 
     #[test]
-    fn later_decisions_win() {
+    fn later_decisions_win_and_history_answers_as_of() {
         let store = ConsentStore::new();
-        store
-            .set("p1", "marketing", true, t("2025-01-02T00:00:00Z"))
-            .unwrap();
-        store
-            .set("p1", "marketing", false, t("2025-01-01T00:00:00Z"))
-            .unwrap();
+        let set = |granted, at| store.set("p1", "marketing", granted, t(at)).unwrap();
+        set(true, "2025-01-02T00:00:00Z");
+        set(false, "2025-01-01T00:00:00Z");
         assert!(store.get("p1", "marketing").unwrap().unwrap().granted);
-        store
-            .set("p1", "marketing", false, t("2025-01-03T00:00:00Z"))
-            .unwrap();
+        set(false, "2025-01-03T00:00:00Z");
         assert!(!store.get("p1", "marketing").unwrap().unwrap().granted);
+        let at = |s| {
+            store
+                .get_at("p1", "marketing", t(s))
+                .unwrap()
+                .map(|c| c.granted)
+        };
+        assert_eq!(at("2024-12-31T00:00:00Z"), None);
+        assert_eq!(at("2025-01-01T12:00:00Z"), Some(false));
+        assert_eq!(at("2025-01-02T12:00:00Z"), Some(true));
+        assert_eq!(at("2025-01-04T00:00:00Z"), Some(false));
     }
 
     #[test]
