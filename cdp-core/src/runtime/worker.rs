@@ -34,11 +34,24 @@ pub(crate) fn output_schema(
     if transforms.is_empty() {
         return Ok(schema);
     }
-    let mut schema = crate::record::user_schema(&schema);
+    let mut schema = Arc::new(schema.project(&transform_input(&schema))?);
     for transform in transforms {
         schema = transform.output_schema(&schema)?;
     }
     crate::record::stamped_schema(&schema)
+}
+
+/// The columns a destination's own transforms see: user columns, plus the row operation
+/// and profile id, which must survive the re-stamp (the other system columns are recomputed).
+fn transform_input(schema: &arrow::datatypes::Schema) -> Vec<usize> {
+    (0..schema.fields().len())
+        .filter(|&i| {
+            let name = schema.field(i).name();
+            !crate::record::is_system_column(name)
+                || name == crate::record::OP_COLUMN
+                || name == crate::record::PROFILE_ID_COLUMN
+        })
+        .collect()
 }
 
 /// Runs a destination's own transforms; `None` means "send the shared batch as it is"
@@ -52,19 +65,7 @@ fn apply(
         return Ok(None);
     }
     let mut own = Batch {
-        data: {
-            // Transforms see user columns; op and profile id survive the re-stamp.
-            let schema = batch.data.schema();
-            let keep: Vec<usize> = (0..schema.fields().len())
-                .filter(|&i| {
-                    let name = schema.field(i).name();
-                    !crate::record::is_system_column(name)
-                        || name == crate::record::OP_COLUMN
-                        || name == crate::record::PROFILE_ID_COLUMN
-                })
-                .collect();
-            batch.data.project(&keep)?
-        },
+        data: batch.data.project(&transform_input(&batch.data.schema()))?,
         ..batch.clone()
     };
     for transform in transforms {

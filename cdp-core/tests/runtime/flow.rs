@@ -153,3 +153,47 @@ async fn schema_change_that_breaks_policy_stops_the_run() {
             .all(|b| b.data.column_by_name("email").is_none())
     );
 }
+
+/// Stamps the `id` column, as text, as the profile id.
+#[derive(Debug)]
+struct IdAsProfile;
+
+#[cdp_core::async_trait]
+impl cdp_core::IdentityResolver for IdAsProfile {
+    async fn resolve(&self, batch: Batch) -> Result<cdp_core::ResolvedBatch> {
+        let ids = arrow::compute::cast(batch.data.column(0), &DataType::Utf8)?;
+        let mut fields = batch.data.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new(
+            cdp_core::PROFILE_ID_COLUMN,
+            DataType::Utf8,
+            true,
+        )));
+        let mut columns = batch.data.columns().to_vec();
+        columns.push(ids);
+        let data = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        Ok(cdp_core::ResolvedBatch {
+            batch: Batch { data, ..batch },
+            events: Vec::new(),
+        })
+    }
+}
+
+/// Regression: a destination with its own transforms was prepared (and flow-checked) with a
+/// schema that lacked `_cdp_profile_id`, while its batches carried it.
+#[tokio::test]
+async fn destination_transforms_keep_the_profile_id_in_schema_and_data() {
+    let ads = MemoryDestination::new("ads");
+    let handle = ads.handle();
+    Pipeline::builder("p")
+        .source(MemorySource::new("users", vec![rows(0, 3)]))
+        .identity(Arc::new(IdAsProfile))
+        .destination_with(ads, vec![Box::new(HashEmail)])
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let batch = &handle.batches()[0].data;
+    assert!(batch.column_by_name(cdp_core::PROFILE_ID_COLUMN).is_some());
+    assert_eq!(handle.prepared()[0].schema, batch.schema());
+}
