@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cdp::connectors::{CsvSource, JsonlDestination, JsonlSource, ParquetDestination};
+use cdp::governance::{AuditLog, DataClass, Decision, Keys, Policy, SqliteAuditLog};
 use cdp::schema::{Consumer, ConsumerKind, SchemaPolicy, render_report_with_consumers};
 use cdp::transforms::normalize::{Normalize, NormalizeConfig};
-use cdp::{Pipeline, RunMode, RunReport, Source, SqliteStateStore, StateStore};
+use cdp::{Pipeline, RunMode, RunReport, Source, SqliteStateStore, StateStore, Transform};
 use cdp_testkit::sample::{SampleConfig, SampleManifest, generate};
 use clap::Parser;
 
@@ -71,11 +72,17 @@ async fn main() -> Result<(), BoxError> {
     let store: Arc<dyn StateStore> = Arc::new(SqliteStateStore::open(args.out.join("state.db"))?);
     let normalize: BTreeMap<String, NormalizeConfig> =
         toml::from_str(include_str!("normalize.toml"))?;
+    let audit = Arc::new(SqliteAuditLog::open(args.out.join("audit.db"))?);
+    let policy = Policy::from_toml(include_str!("policy.toml"))?
+        .with_keys(Keys::new().with_hash_key(&hash_key())?)
+        .with_audit(audit.clone())?;
     let ctx = Context {
         out: args.out.clone(),
         store: store.clone(),
         normalize,
         commit_rows: args.commit_rows,
+        policy,
+        decisions: std::sync::Mutex::new(Vec::new()),
     };
 
     let events = JsonlSource::new(&input)
@@ -90,9 +97,9 @@ async fn main() -> Result<(), BoxError> {
         .with_name("billing_export")
         .with_stream("billing");
     let (events, crm, billing) = tokio::try_join!(
-        ctx.run("events", events),
-        ctx.run("crm", crm),
-        ctx.run("billing", billing),
+        ctx.run("events", events, true),
+        ctx.run("crm", crm, false),
+        ctx.run("billing", billing, false),
     )?;
 
     say("\n== run reports ==".into());
@@ -112,6 +119,36 @@ async fn main() -> Result<(), BoxError> {
     if landed == 0 {
         say("nothing new to read: every source is at its committed checkpoint".into());
     }
+
+    say("\n== governance ==".into());
+    let decisions = ctx.decisions.lock().map(|d| d.clone()).unwrap_or_default();
+    // Protected fields one by one; the rest (internal data in the clear) as a count.
+    let (protected, plain): (Vec<_>, Vec<_>) = decisions
+        .iter()
+        .partition(|d| d.classification.class > DataClass::Internal);
+    for decision in &protected {
+        say(format!("  {decision}"));
+    }
+    say(format!(
+        "  ... and {} internal fields in the clear ({} decisions in all)",
+        plain.len(),
+        decisions.len()
+    ));
+    let verified = audit.verify()?;
+    say(format!(
+        "  audit log {}: {} entries, hash chain {}",
+        args.out.join("audit.db").display(),
+        audit.entries()?.len(),
+        if verified.is_intact() {
+            "intact"
+        } else {
+            "BROKEN"
+        }
+    ));
+    say(format!(
+        "  activation export (hashed emails, no ip): {}",
+        args.out.join("activation").display()
+    ));
 
     say("\n== schema change: next week's CRM export ==".into());
     say(crm_schema_change(&input).await?);
@@ -161,23 +198,50 @@ struct Context {
     store: Arc<dyn StateStore>,
     normalize: BTreeMap<String, NormalizeConfig>,
     commit_rows: usize,
+    policy: Policy,
+    decisions: std::sync::Mutex<Vec<Decision>>,
 }
 
 impl Context {
+    /// Runs `source` → normalise → landing zone (and, with `activate`, the governed ads
+    /// export), under the policy's flow checks.
     async fn run(
         &self,
         stream: &str,
         source: impl Source + 'static,
+        activate: bool,
     ) -> Result<RunReport, BoxError> {
         let config = self
             .normalize
             .get(stream)
             .cloned()
             .ok_or_else(|| format!("normalize.toml has no [{stream}] table"))?;
-        let pipeline = Pipeline::builder(format!("quickstart-{stream}"))
+        let normalize = Normalize::new(config)?;
+        // The schema destinations will see, for the policy's per-destination masking.
+        let discovered = source.discover().await?;
+        let raw = discovered
+            .stream(stream)
+            .ok_or_else(|| format!("source has no stream `{stream}`"))?;
+        let schema = normalize.output_schema(&raw.schema)?;
+
+        let mut decisions = self.policy.decisions(&[(stream, schema.clone())])?;
+        let landing = ParquetDestination::new(self.out.join("landing")).with_name("landing");
+        let mut builder = Pipeline::builder(format!("quickstart-{stream}"))
             .source(source)
-            .transform(Normalize::new(config)?)
-            .destination(ParquetDestination::new(self.out.join("landing")).with_name("landing"))
+            .transform(normalize)
+            .destination_with(landing, self.policy.transforms_for("landing", &schema)?)
+            .check(self.policy.enforcer());
+        if activate {
+            let export = JsonlDestination::new(self.out.join("activation")).with_name("activation");
+            let masking = self.policy.transforms_for("activation", &schema)?;
+            builder = builder.destination_with(export, masking);
+        } else {
+            decisions.retain(|d| d.destination != "activation");
+        }
+        if let Ok(mut all) = self.decisions.lock() {
+            all.extend(decisions);
+        }
+        let pipeline = builder
             .dead_letter(
                 JsonlDestination::new(self.out.join("dead_letters")).with_name("dead_letters"),
             )
@@ -206,6 +270,15 @@ fn sample_data(dir: &Path, args: &Args) -> Result<Option<SampleManifest>, BoxErr
     let manifest = generate(dir, &config)?;
     std::fs::write(&marker, format!("{config:?}\n"))?;
     Ok(Some(manifest))
+}
+
+/// The HMAC key for hashed identifiers: from `CDP_HASH_KEY`, or a fixed demo key (hashes are
+/// then reproducible across runs, and worthless as a secret: set the variable in production).
+fn hash_key() -> Vec<u8> {
+    match std::env::var("CDP_HASH_KEY") {
+        Ok(key) if key.len() >= 32 => key.into_bytes(),
+        _ => b"quickstart demo key, not a secret!".to_vec(),
+    }
 }
 
 #[allow(clippy::print_stdout)]
