@@ -6,8 +6,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong while building rules, resolving batches, or operating on the
 /// identity graph.
 ///
-/// Each variant says what was wrong and what was kept: a failed operation leaves the graph as
-/// it was before the call.
+/// Each variant says what was wrong. Problems found before anything changes (configuration,
+/// schema, unknown identifiers, operations that do not apply) leave the graph as it was;
+/// a capacity or storage error in the middle of a batch keeps what was linked before it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -429,9 +429,13 @@ mod sqlite {
         }
 
         fn len(&self) -> Result<u64> {
-            let n: i64 = self
-                .conn
-                .query_row("SELECT COUNT(*) FROM identity_log", [], |r| r.get(0))?;
+            // Sequence numbers are contiguous from 0; MAX uses the primary key, COUNT would
+            // scan the table on every append.
+            let n: i64 = self.conn.query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM identity_log",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(n as u64)
         }
     }

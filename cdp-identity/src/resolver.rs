@@ -541,21 +541,36 @@ impl Resolver {
             stream: batch.stream.to_string(),
             message,
         };
-        let millis = match array.data_type() {
-            DataType::Int64 => array.clone(),
-            DataType::Timestamp(TimeUnit::Millisecond, None) => array.clone(),
-            _ => arrow::compute::cast(&array, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                .map_err(|e| schema_error(format!("timestamp column `{path}`: {e}")))?,
-        };
-        let values: Vec<Option<i64>> = match millis.data_type() {
-            DataType::Int64 => millis
+        let values: Vec<Option<i64>> = match array.data_type() {
+            DataType::Int64 => array
                 .as_primitive::<arrow::datatypes::Int64Type>()
                 .iter()
                 .collect(),
-            _ => millis
-                .as_primitive::<TimestampMillisecondType>()
-                .iter()
-                .collect(),
+            // Read the stored UTC instant directly: a cast to a zone-less timestamp would
+            // shift zoned values to wall-clock time.
+            DataType::Timestamp(unit, _) => {
+                let raw = arrow::compute::cast(&array, &DataType::Int64)
+                    .map_err(|e| schema_error(format!("timestamp column `{path}`: {e}")))?;
+                let to_ms = |v: i64| match unit {
+                    TimeUnit::Second => v.saturating_mul(1_000),
+                    TimeUnit::Millisecond => v,
+                    TimeUnit::Microsecond => v / 1_000,
+                    TimeUnit::Nanosecond => v / 1_000_000,
+                };
+                raw.as_primitive::<arrow::datatypes::Int64Type>()
+                    .iter()
+                    .map(|v| v.map(to_ms))
+                    .collect()
+            }
+            _ => {
+                let millis =
+                    arrow::compute::cast(&array, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                        .map_err(|e| schema_error(format!("timestamp column `{path}`: {e}")))?;
+                millis
+                    .as_primitive::<TimestampMillisecondType>()
+                    .iter()
+                    .collect()
+            }
         };
         Ok(values
             .into_iter()

@@ -255,3 +255,26 @@ async fn config_round_trips_and_event_detail_filters() {
     let column = out.batch.data.column(4);
     assert_eq!(column.null_count(), 0);
 }
+
+/// Regression: zoned timestamps were cast to wall-clock time instead of read as instants.
+#[tokio::test]
+async fn zoned_timestamps_are_read_as_instants() {
+    use arrow::array::TimestampSecondArray;
+    let r = Resolver::new(
+        IdentityGraph::from_config(rules()).unwrap(),
+        ColumnMapping::new(vec![IdentifierColumn::new("anonymousId", "anonymous_id")])
+            .timestamp("at"),
+    )
+    .unwrap();
+    let at = TimestampSecondArray::from(vec![1_700_000_000]).with_timezone("+02:00");
+    let data = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("anonymousId", DataType::Utf8, true),
+            Field::new("at", at.data_type().clone(), true),
+        ])),
+        vec![Arc::new(StringArray::from(vec!["a1"])), Arc::new(at)],
+    )
+    .unwrap();
+    r.resolve(Batch::new("track", data, "web")).await.unwrap();
+    assert_eq!(r.graph().log()[0].event.at(), 1_700_000_000_000);
+}
