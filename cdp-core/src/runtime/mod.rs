@@ -310,6 +310,40 @@ impl Pipeline {
         }
     }
 
+    /// Checks the pipeline without moving data: discovers the source's streams and runs
+    /// every [`FlowCheck`] on the schema each destination would receive. A policy that would
+    /// refuse a flow refuses it here, naming field, class and destination — use it at
+    /// deploy time or in CI (`run` does the same checks before it opens anything).
+    ///
+    /// Returns the discovered catalog.
+    pub async fn validate(&self) -> Result<crate::catalog::Catalog> {
+        let fail = |stage: String, e: Error| Error::Pipeline {
+            pipeline: self.id.clone(),
+            stage,
+            source: Box::new(e),
+        };
+        let catalog = self
+            .source
+            .discover()
+            .await
+            .map_err(|e| fail("source".into(), e))?;
+        let flows: Vec<(String, Transforms)> = self
+            .destinations
+            .iter()
+            .map(|(d, t)| (d.name().to_string(), t.clone()))
+            .collect();
+        let plan = router::FlowPlan {
+            pipeline_id: &self.id,
+            transforms: &self.transforms,
+            has_identity: self.identity.is_some(),
+            flows: &flows,
+            checks: &self.checks,
+        };
+        plan.check_catalog(&catalog)
+            .map_err(|(stage, e)| fail(stage, e))?;
+        Ok(catalog)
+    }
+
     /// Runs the pipeline to the end (or until cancelled) and returns its report.
     ///
     /// On a fatal error the run stops and returns [`Error::Pipeline`] naming the stage; the

@@ -236,7 +236,7 @@ impl Workers {
     }
 }
 
-type StageError = (String, Error);
+pub(super) type StageError = (String, Error);
 
 struct Router {
     stats: Arc<LiveStats>,
@@ -500,52 +500,22 @@ impl Router {
         Ok(())
     }
 
-    /// Runs the flow checks for every stream the source declared, on the schema each
-    /// destination will receive.
+    fn plan(&self) -> FlowPlan<'_> {
+        FlowPlan {
+            pipeline_id: &self.pipeline_id,
+            transforms: &self.transforms,
+            has_identity: self.identity.is_some(),
+            flows: &self.flows,
+            checks: &self.checks,
+        }
+    }
+
     fn check_declared_flows(&self) -> Result<(), StageError> {
-        if self.checks.is_empty() {
-            return Ok(());
-        }
-        for stream in &self.catalog.streams {
-            let mut schema = stream.schema.clone();
-            for transform in &self.transforms {
-                schema = transform
-                    .output_schema(&schema)
-                    .map_err(|e| (format!("transform {}", transform.name()), e))?;
-            }
-            if self.identity.is_some() {
-                let mut fields = schema.fields().to_vec();
-                fields.push(Arc::new(arrow::datatypes::Field::new(
-                    crate::record::PROFILE_ID_COLUMN,
-                    arrow::datatypes::DataType::Utf8,
-                    true,
-                )));
-                schema = Arc::new(arrow::datatypes::Schema::new(fields));
-            }
-            let stamped =
-                crate::record::stamped_schema(&schema).map_err(|e| ("stamp".to_string(), e))?;
-            self.check_flows(&stream.name, &stamped)?;
-        }
-        Ok(())
+        self.plan().check_catalog(&self.catalog)
     }
 
     fn check_flows(&self, stream: &str, stamped: &SchemaRef) -> Result<(), StageError> {
-        for (destination, transforms) in &self.flows {
-            let schema = super::worker::output_schema(transforms, stamped.clone())
-                .map_err(|e| (format!("destination {destination} transforms"), e))?;
-            let flow = crate::flow::Flow {
-                pipeline_id: &self.pipeline_id,
-                stream,
-                destination,
-                schema: &schema,
-            };
-            for check in &self.checks {
-                check
-                    .check(&flow)
-                    .map_err(|e| ("flow check".to_string(), e))?;
-            }
-        }
-        Ok(())
+        self.plan().check_stream(stream, stamped)
     }
 
     fn spec_for(&self, stream: &str, schema: SchemaRef) -> StreamSpec {
@@ -646,5 +616,66 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// What the flow checks need to know of a pipeline: shared by the router (at start and on
+/// schema changes) and [`Pipeline::validate`](super::Pipeline::validate).
+pub(super) struct FlowPlan<'a> {
+    pub(super) pipeline_id: &'a str,
+    pub(super) transforms: &'a [Box<dyn crate::transform::Transform>],
+    pub(super) has_identity: bool,
+    pub(super) flows: &'a [(String, super::Transforms)],
+    pub(super) checks: &'a [Arc<dyn crate::flow::FlowCheck>],
+}
+
+impl FlowPlan<'_> {
+    /// Runs the flow checks for every stream the source declared, on the schema each
+    /// destination will receive.
+    pub(super) fn check_catalog(&self, catalog: &Catalog) -> Result<(), StageError> {
+        if self.checks.is_empty() {
+            return Ok(());
+        }
+        for stream in &catalog.streams {
+            let mut schema = stream.schema.clone();
+            for transform in self.transforms {
+                schema = transform
+                    .output_schema(&schema)
+                    .map_err(|e| (format!("transform {}", transform.name()), e))?;
+            }
+            if self.has_identity {
+                let mut fields = schema.fields().to_vec();
+                fields.push(Arc::new(arrow::datatypes::Field::new(
+                    crate::record::PROFILE_ID_COLUMN,
+                    arrow::datatypes::DataType::Utf8,
+                    true,
+                )));
+                schema = Arc::new(arrow::datatypes::Schema::new(fields));
+            }
+            let stamped =
+                crate::record::stamped_schema(&schema).map_err(|e| ("stamp".to_string(), e))?;
+            self.check_stream(&stream.name, &stamped)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the flow checks for one stream whose batches have the stamped schema `stamped`.
+    pub(super) fn check_stream(&self, stream: &str, stamped: &SchemaRef) -> Result<(), StageError> {
+        for (destination, transforms) in self.flows {
+            let schema = super::worker::output_schema(transforms, stamped.clone())
+                .map_err(|e| (format!("destination {destination} transforms"), e))?;
+            let flow = crate::flow::Flow {
+                pipeline_id: self.pipeline_id,
+                stream,
+                destination,
+                schema: &schema,
+            };
+            for check in self.checks {
+                check
+                    .check(&flow)
+                    .map_err(|e| ("flow check".to_string(), e))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -74,6 +74,29 @@ impl Transform for HashEmail {
 }
 
 #[tokio::test]
+async fn validate_refuses_the_flow_without_running() {
+    let ads = ProbeDestination::new("ads");
+    let pipeline = Pipeline::builder("p")
+        .source(CountingSource::new(3, 10))
+        .destination(ads.clone())
+        .check(NoRawEmailToAds)
+        .build()
+        .unwrap();
+    let err = pipeline.validate().await.unwrap_err();
+    assert!(err.to_string().contains("field `email`"), "{err}");
+    assert_eq!(ads.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let allowed = Pipeline::builder("p")
+        .source(CountingSource::new(3, 10))
+        .destination_with(ProbeDestination::new("ads"), vec![Box::new(HashEmail)])
+        .check(NoRawEmailToAds)
+        .build()
+        .unwrap();
+    let catalog = allowed.validate().await.unwrap();
+    assert_eq!(catalog.streams[0].name, "users");
+}
+
+#[tokio::test]
 async fn refused_flow_fails_before_anything_is_written() {
     let ads = ProbeDestination::new("ads");
     let err = Pipeline::builder("p")
