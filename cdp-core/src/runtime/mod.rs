@@ -71,7 +71,7 @@ pub struct PipelineBuilder {
     transforms: Vec<Box<dyn Transform>>,
     identity: Option<Arc<dyn IdentityResolver>>,
     destinations: Vec<(Box<dyn Destination>, Transforms)>,
-    dead_letter: Option<Box<dyn Destination>>,
+    dead_letter: Option<(Box<dyn Destination>, Transforms)>,
     state_store: Option<Arc<dyn StateStore>>,
     checks: Vec<Arc<dyn FlowCheck>>,
     mode: RunMode,
@@ -131,7 +131,19 @@ impl PipelineBuilder {
     /// Sets where dead letters go (stream [`DEAD_LETTER_STREAM`](crate::DEAD_LETTER_STREAM)).
     /// Without one they are logged, counted and sampled in the [`RunReport`].
     pub fn dead_letter(mut self, destination: impl Destination + 'static) -> Self {
-        self.dead_letter = Some(Box::new(destination));
+        self.dead_letter = Some((Box::new(destination), Arc::new(Vec::new())));
+        self
+    }
+
+    /// Like [`dead_letter`](Self::dead_letter), with transforms run on the dead-letter
+    /// batches first: a dead letter's `payload` is the raw record, so a policy that must
+    /// keep personal data out of the dead-letter store redacts or hashes it here.
+    pub fn dead_letter_with(
+        mut self,
+        destination: impl Destination + 'static,
+        transforms: Vec<Box<dyn Transform>>,
+    ) -> Self {
+        self.dead_letter = Some((Box::new(destination), Arc::new(transforms)));
         self
     }
 
@@ -194,7 +206,7 @@ impl PipelineBuilder {
             )));
         }
         let mut names: Vec<&str> = self.destinations.iter().map(|(d, _)| d.name()).collect();
-        if let Some(dlq) = &self.dead_letter {
+        if let Some((dlq, _)) = &self.dead_letter {
             names.push(dlq.name());
         }
         let mut sorted = names.clone();
@@ -243,7 +255,7 @@ pub struct Pipeline {
     transforms: Vec<Box<dyn Transform>>,
     identity: Option<Arc<dyn IdentityResolver>>,
     destinations: Vec<(Box<dyn Destination>, Transforms)>,
-    dead_letter: Option<Box<dyn Destination>>,
+    dead_letter: Option<(Box<dyn Destination>, Transforms)>,
     checks: Vec<Arc<dyn FlowCheck>>,
     state_store: Arc<dyn StateStore>,
     mode: RunMode,

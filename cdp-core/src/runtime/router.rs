@@ -117,16 +117,9 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
             )
         })
         .collect();
-    let dlq = dead_letter.map(|d| {
+    let dlq = dead_letter.map(|(d, t)| {
         let c = counters.last().cloned().unwrap_or_default();
-        Worker::spawn(
-            d,
-            Arc::default(),
-            ctx.clone(),
-            channel_capacity,
-            retry.clone(),
-            c,
-        )
+        Worker::spawn(d, t, ctx.clone(), channel_capacity, retry.clone(), c)
     });
 
     let request = ReadRequest {

@@ -113,5 +113,49 @@ async fn without_a_dead_letter_destination_the_report_keeps_samples() {
         report.dead_letter_samples[1].reason,
         "id 7 is a multiple of 7"
     );
-    let _ = Arc::new(());
+}
+
+/// Replaces the `payload` of dead letters with a fixed text.
+#[derive(Debug)]
+struct RedactPayload;
+
+impl Transform for RedactPayload {
+    fn name(&self) -> &str {
+        "redact_payload"
+    }
+
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        Ok(input.clone())
+    }
+
+    fn apply(&self, batch: Batch) -> Result<TransformOutput> {
+        let index = batch.data.schema().index_of("payload")?;
+        let mut columns = batch.data.columns().to_vec();
+        columns[index] = Arc::new(StringArray::from(vec!["<redacted>"; batch.num_rows()]));
+        let data = arrow::array::RecordBatch::try_new(batch.data.schema(), columns)?;
+        Ok(TransformOutput::pass(Batch { data, ..batch }))
+    }
+}
+
+#[tokio::test]
+async fn dead_letter_transforms_redact_payloads() {
+    let dlq = MemoryDestination::new("dlq");
+    let dead = dlq.handle();
+    Pipeline::builder("p")
+        .source(CountingSource::new(1, 10))
+        .transform(RejectSevens)
+        .destination(ProbeDestination::new("warehouse"))
+        .dead_letter_with(dlq, vec![Box::new(RedactPayload)])
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let batch = &dead.batches()[0].data;
+    let payload = batch.column_by_name("payload").unwrap();
+    let payload = payload.as_any().downcast_ref::<StringArray>().unwrap();
+    assert!(payload.iter().all(|p| p == Some("<redacted>")));
+    let reason = batch.column_by_name("reason").unwrap();
+    let reason = reason.as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(reason.value(1), "id 7 is a multiple of 7");
 }
