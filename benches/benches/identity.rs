@@ -10,7 +10,8 @@
 //!   single-threaded and with a writer thread ingesting into the same store.
 //!
 //! `cargo bench -p cdp-benches --bench identity`. Without `--bench` (as under
-//! `cargo test --benches`) it runs on 20,000 events as a smoke test.
+//! `cargo test --benches`) it runs on 20,000 events as a smoke test. With
+//! `IDENTITY_BENCH_QUICK` set it times one pass of each contender and stops.
 
 // A benchmark binary reports on stdout.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
@@ -466,6 +467,26 @@ fn main() {
         }
     };
     let batches = dataset(scale.events, scale.persons, 0, 42);
+    if std::env::var_os("IDENTITY_BENCH_QUICK").is_some() {
+        // One timed pass of each contender, for quick iterations while optimising.
+        let start = Instant::now();
+        let (uf, links) = black_box(union_find_all(&batches));
+        let base = start.elapsed();
+        drop(uf);
+        for (name, events) in [("all", EventDetail::All), ("changes", EventDetail::Changes)] {
+            let r = resolver(events);
+            let start = Instant::now();
+            resolve_all(&r, &batches);
+            let took = start.elapsed();
+            println!(
+                "resolver ({name} events) {:.2} s vs union-find {:.2} s ({links} links): {:.2}x",
+                took.as_secs_f64(),
+                base.as_secs_f64(),
+                base.as_secs_f64() / took.as_secs_f64()
+            );
+        }
+        return;
+    }
     report(&scale, &batches);
 
     let mut c = Criterion::default().configure_from_args();

@@ -207,7 +207,8 @@ pub(crate) enum Change {
         b: u32,
         slot_a: u32,
         slot_b: u32,
-        reason: RefusalReason,
+        /// The refusal as encoded in the log; decoded only when reported.
+        payload: u32,
     },
     Held {
         a: u32,
@@ -215,20 +216,24 @@ pub(crate) enum Change {
         slot_a: u32,
         slot_b: u32,
     },
-    Split {
-        cause: SplitCause,
-        old: u32,
-        /// Each part's slot and members.
-        parts: Vec<(u32, Vec<u32>)>,
-        /// Slots brought back to life by the split.
-        revived: Vec<u32>,
-        /// Members that left every profile (expired).
-        removed: Vec<u32>,
-    },
+    Split(Box<Split>),
     Retired {
         slot: u32,
         node: u32,
     },
+}
+
+/// A profile split into parts.
+#[derive(Debug, Clone)]
+pub(crate) struct Split {
+    pub(crate) cause: SplitCause,
+    pub(crate) old: u32,
+    /// Each part's slot and members.
+    pub(crate) parts: Vec<(u32, Vec<u32>)>,
+    /// Slots brought back to life by the split.
+    pub(crate) revived: Vec<u32>,
+    /// Members that left every profile (expired).
+    pub(crate) removed: Vec<u32>,
 }
 
 /// Names of rules and sources, stored once and referenced by small numbers.
@@ -467,10 +472,21 @@ impl IdentityGraph {
     }
 
     pub(crate) fn identifier_string(&self, n: u32) -> String {
-        format!(
-            "{}:{}",
-            self.rules.type_name(self.ids.kind(n)),
-            self.ids.value(n)
+        let (kind, value) = (self.rules.type_name(self.ids.kind(n)), self.ids.value(n));
+        let mut s = String::with_capacity(kind.len() + 1 + value.len());
+        s.push_str(kind);
+        s.push(':');
+        s.push_str(value);
+        s
+    }
+
+    /// The profile id of a slot as text, without going through `fmt`.
+    pub(crate) fn profile_string(&self, slot: u32) -> String {
+        let mut buf = Uuid::encode_buffer();
+        String::from(
+            self.slots.uuid[slot as usize]
+                .hyphenated()
+                .encode_lower(&mut buf) as &str,
         )
     }
 
@@ -745,6 +761,9 @@ impl IdentityGraph {
             let Some(value) = t.normaliser.apply(raw, &mut buf) else {
                 continue;
             };
+            if value.len() > crate::identifier::MAX_IDENTIFIER_LEN {
+                continue;
+            }
             let value = value.to_string();
             let n = self.intern(k, &value, scope, ctx.at)?;
             row.push((priority, position as u8, n));
@@ -952,7 +971,9 @@ impl IdentityGraph {
     }
 
     fn bump_or_add_edge(&mut self, a: u32, b: u32, ctx: Ctx) {
-        let effect = match self.graph.find_edge(node(a), node(b)) {
+        // `find_edge` walks the first node's edges: start from `b`, the lower-priority
+        // identifier, which links to few others (the anchor may link to hundreds).
+        let effect = match self.graph.find_edge(node(b), node(a)) {
             Some(e) => {
                 let w = &mut self.graph[e];
                 w.count = w.count.saturating_add(1);
@@ -1118,13 +1139,12 @@ impl IdentityGraph {
             code
         };
         self.record(EntryKind::Refused, a, b, payload, ctx);
-        let reason = self.refusal_reason(payload);
         changes.push(Change::Refused {
             a,
             b,
             slot_a,
             slot_b,
-            reason,
+            payload,
         });
     }
 
@@ -1676,13 +1696,13 @@ impl IdentityGraph {
             .copied()
             .filter(|&n| self.is_expired(n))
             .collect();
-        changes.push(Change::Split {
+        changes.push(Change::Split(Box::new(Split {
             cause,
             old,
             parts: result,
             revived,
             removed,
-        });
+        })));
     }
 
     fn origin_reaches(&self, mut s: u32, target: u32) -> bool {
@@ -1989,7 +2009,7 @@ impl IdentityGraph {
     /// Turns changes into the runtime's event summaries.
     pub(crate) fn core_events(&self, changes: &[Change]) -> Vec<IdentityEvent> {
         let mut out = Vec::with_capacity(changes.len());
-        let pid = |s: u32| self.profile_uuid(s).to_string();
+        let pid = |s: u32| self.profile_string(s);
         let opt = |s: u32| (s != NONE).then(|| pid(s));
         for c in changes {
             match c {
@@ -2024,13 +2044,13 @@ impl IdentityGraph {
                     b,
                     slot_a,
                     slot_b,
-                    reason,
+                    payload,
                 } => out.push(IdentityEvent {
                     kind: IdentityEventKind::RefusedLink,
                     profile_id: opt(*slot_a).unwrap_or_default(),
                     other_profile_id: opt(*slot_b),
                     identifiers: vec![self.identifier_string(*a), self.identifier_string(*b)],
-                    reason: reason.to_string(),
+                    reason: self.refusal_reason(*payload).to_string(),
                 }),
                 Change::Held {
                     a,
@@ -2044,13 +2064,14 @@ impl IdentityGraph {
                     identifiers: vec![self.identifier_string(*a), self.identifier_string(*b)],
                     reason: "graph frozen: merge held for review".into(),
                 }),
-                Change::Split {
-                    cause,
-                    old,
-                    parts,
-                    revived,
-                    ..
-                } => {
+                Change::Split(split) => {
+                    let Split {
+                        cause,
+                        old,
+                        parts,
+                        revived,
+                        ..
+                    } = &**split;
                     let (kind, reason) = match cause {
                         SplitCause::Unmerge => (IdentityEventKind::Unmerge, "unmerge"),
                         SplitCause::Unlink => (IdentityEventKind::Unlink, "unlink split profile"),

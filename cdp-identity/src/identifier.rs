@@ -226,49 +226,56 @@ fn phone<'a>(raw: &str, default_cc: Option<&str>, buf: &'a mut String) -> Option
     ((7..=15).contains(&digits)).then_some(buf.as_str())
 }
 
-/// Where identifier strings live: one growing arena, `u32` ids, and a hash table of ids.
+/// Longest identifier value, in bytes. Longer values are not identifiers (they are treated
+/// like invalid ones), which keeps the arena's length prefix at two bytes.
+pub const MAX_IDENTIFIER_LEN: usize = u16::MAX as usize;
+
+/// Where identifier strings live: one growing arena of `[type][length][bytes]` records,
+/// `u32` ids, and a hash table of (arena offset, id) pairs.
 ///
-/// Per identifier this costs the value's bytes, a 4-byte end offset, a 1-byte type and about
-/// 6–11 bytes of hash table, with no allocation per identifier.
+/// A probe compares against the arena record the table entry points at, so a hit costs one
+/// memory access into the arena; per identifier the interner holds the value's bytes plus
+/// three, a 4-byte offset, a 1-byte type and about 9–18 bytes of table, with no allocation
+/// per identifier.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    arena: String,
-    ends: Vec<u32>,
+    arena: Vec<u8>,
+    starts: Vec<u32>,
     kinds: Vec<u8>,
-    table: HashTable<u32>,
+    table: HashTable<(u32, u32)>,
 }
 
 fn hash(kind: u8, value: &str) -> u64 {
     xxh3_64_with_seed(value.as_bytes(), u64::from(kind))
 }
 
+/// The record at `start`: type and value bytes.
+fn record(arena: &[u8], start: u32) -> (u8, &[u8]) {
+    let s = start as usize;
+    let len = usize::from(u16::from_le_bytes([arena[s + 1], arena[s + 2]]));
+    (arena[s], &arena[s + 3..s + 3 + len])
+}
+
 impl Interner {
     pub(crate) fn len(&self) -> usize {
-        self.ends.len()
+        self.starts.len()
     }
 
     pub(crate) fn reserve(&mut self, identifiers: usize, bytes: usize) {
-        self.ends.reserve(identifiers);
+        self.starts.reserve(identifiers);
         self.kinds.reserve(identifiers);
-        self.arena.reserve(bytes);
-        let Interner {
-            arena,
-            ends,
-            kinds,
-            table,
-        } = self;
-        table.reserve(identifiers, |&id| {
-            hash(kinds[id as usize], slice(arena, ends, id))
-        });
+        self.arena.reserve(bytes + 3 * identifiers);
+        let Interner { arena, table, .. } = self;
+        table.reserve(identifiers, |&(start, _)| rehash(arena, start));
     }
 
     pub(crate) fn get(&self, kind: u8, value: &str) -> Option<u32> {
         let h = hash(kind, value);
         self.table
-            .find(h, |&id| {
-                self.kinds[id as usize] == kind && slice(&self.arena, &self.ends, id) == value
+            .find(h, |&(start, _)| {
+                record(&self.arena, start) == (kind, value.as_bytes())
             })
-            .copied()
+            .map(|&(_, id)| id)
     }
 
     /// The id of `kind:value`, adding it when new; the flag says whether it was added.
@@ -276,28 +283,36 @@ impl Interner {
         let h = hash(kind, value);
         let Interner {
             arena,
-            ends,
+            starts,
             kinds,
             table,
         } = self;
-        let found = table.find(h, |&id| {
-            kinds[id as usize] == kind && slice(arena, ends, id) == value
+        let found = table.find(h, |&(start, _)| {
+            record(arena, start) == (kind, value.as_bytes())
         });
-        if let Some(&id) = found {
+        if let Some(&(_, id)) = found {
             return Ok((id, false));
         }
-        let id = u32::try_from(ends.len())
+        let len = u16::try_from(value.len()).map_err(|_| {
+            Error::Capacity(format!(
+                "identifier of {} bytes (at most {MAX_IDENTIFIER_LEN})",
+                value.len()
+            ))
+        })?;
+        let id = u32::try_from(starts.len())
             .ok()
             .filter(|&id| id < u32::MAX)
             .ok_or_else(|| Error::Capacity("more than 4,294,967,294 identifiers".into()))?;
-        let end = u32::try_from(arena.len() + value.len())
-            .map_err(|_| Error::Capacity("more than 4 GiB of identifier text".into()))?;
-        arena.push_str(value);
-        ends.push(end);
+        let start = u32::try_from(arena.len())
+            .ok()
+            .filter(|s| s.checked_add(3 + u32::from(len)).is_some())
+            .ok_or_else(|| Error::Capacity("more than 4 GiB of identifier text".into()))?;
+        arena.push(kind);
+        arena.extend_from_slice(&len.to_le_bytes());
+        arena.extend_from_slice(value.as_bytes());
+        starts.push(start);
         kinds.push(kind);
-        table.insert_unique(h, id, |&id| {
-            hash(kinds[id as usize], slice(arena, ends, id))
-        });
+        table.insert_unique(h, (start, id), |&(start, _)| rehash(arena, start));
         Ok((id, true))
     }
 
@@ -306,14 +321,15 @@ impl Interner {
     }
 
     pub(crate) fn value(&self, id: u32) -> &str {
-        slice(&self.arena, &self.ends, id)
+        let (_, bytes) = record(&self.arena, self.starts[id as usize]);
+        // Only `&str` values enter the arena, at record boundaries.
+        std::str::from_utf8(bytes).unwrap_or_default()
     }
 }
 
-fn slice<'a>(arena: &'a str, ends: &[u32], id: u32) -> &'a str {
-    let i = id as usize;
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    &arena[start..ends[i] as usize]
+fn rehash(arena: &[u8], start: u32) -> u64 {
+    let (kind, bytes) = record(arena, start);
+    xxh3_64_with_seed(bytes, u64::from(kind))
 }
 
 #[cfg(test)]

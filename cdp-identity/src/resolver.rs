@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graph::{Change, Ctx, IdentityGraph, NONE};
-use crate::identifier::{Identifier, ProfileId};
+use crate::identifier::{Identifier, MAX_IDENTIFIER_LEN, ProfileId};
 use crate::log::{IdentityLog, LogRecord};
 use crate::rules::RulesConfig;
 
@@ -322,6 +322,9 @@ impl Resolver {
                 let Some(value) = normaliser.apply(raw, &mut buf) else {
                     continue;
                 };
+                if value.len() > MAX_IDENTIFIER_LEN {
+                    continue;
+                }
                 let scope = row_scopes.as_ref().map_or(0, |s| s[r]);
                 nodes[r * k + c] = graph.intern(*kind, value, scope, times[r])?;
             }

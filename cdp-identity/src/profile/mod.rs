@@ -194,13 +194,14 @@ pub(crate) fn changes_delta(graph: &IdentityGraph, changes: &[Change]) -> Profil
                 survivor, absorbed, ..
             } => d.merges.push((pid(*absorbed), pid(*survivor))),
             Change::Refused { .. } | Change::Held { .. } => {}
-            Change::Split {
-                old,
-                parts,
-                revived,
-                removed,
-                ..
-            } => {
+            Change::Split(split) => {
+                let crate::graph::Split {
+                    old,
+                    parts,
+                    revived,
+                    removed,
+                    ..
+                } = &**split;
                 let mut into = Vec::with_capacity(parts.len());
                 for (slot, nodes) in parts {
                     if slot != old && !revived.contains(slot) {
