@@ -109,31 +109,46 @@ impl FileOptions {
                 .unwrap_or_else(|| self.path.display().to_string());
             return Ok(vec![(key, self.path.clone())]);
         }
-        let entries = std::fs::read_dir(&self.path)
-            .map_err(|e| Error::io(self.path.display().to_string(), e))?;
         let mut files = Vec::new();
+        self.collect_files(&self.path, "", &mut files)?;
+        files.sort();
+        Ok(files)
+    }
+
+    /// Adds the wanted files under `dir` to `files`, keyed by their path relative to the
+    /// source root (`dt=2024-05-01/part-1.parquet`), so a landing zone partitioned into
+    /// folders reads back as one stream in partition order. Folders whose names start with
+    /// `_` or `.` (`_staging`, `.git`) are skipped, as Hive and Spark do.
+    fn collect_files(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        files: &mut Vec<(String, PathBuf)>,
+    ) -> Result<()> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io(self.path.display().to_string(), e))?;
+            let entry = entry.map_err(|e| Error::io(dir.display().to_string(), e))?;
             let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let key = format!("{prefix}{name}");
+            // Follow symlinks.
+            let is_dir = path.is_dir();
+            if is_dir {
+                if !name.starts_with('_') && !name.starts_with('.') {
+                    self.collect_files(&path, &format!("{key}/"), files)?;
+                }
+                continue;
+            }
             let wanted = path
                 .extension()
                 .map(|ext| ext.to_string_lossy())
                 .is_some_and(|ext| self.extensions.iter().any(|e| e.eq_ignore_ascii_case(&ext)));
-            if !wanted {
-                continue;
+            if wanted {
+                files.push((key, path));
             }
-            let file_type = entry
-                .file_type()
-                .map_err(|e| Error::io(path.display().to_string(), e))?;
-            // Follow symlinks, but skip directories that happen to carry the extension.
-            if file_type.is_dir() || (file_type.is_symlink() && path.is_dir()) {
-                continue;
-            }
-            let key = entry.file_name().to_string_lossy().into_owned();
-            files.push((key, path));
         }
-        files.sort();
-        Ok(files)
+        Ok(())
     }
 
     /// The spec `discover` reports for the single stream.

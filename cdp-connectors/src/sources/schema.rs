@@ -100,12 +100,13 @@ impl ColumnConfig {
     }
 }
 
-/// Rejects schemas a source may not emit: reserved `_cdp_` columns and duplicate names.
+/// Rejects schemas a source may not emit: reserved `_cdp_` columns (but for a `UInt8`
+/// `_cdp_op` and a `Utf8` `_cdp_profile_id`, which the runtime keeps) and duplicate names.
 pub(crate) fn check_user_schema(schema: &Schema) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for field in schema.fields() {
         let name = field.name();
-        if is_system_column(name) {
+        if is_system_column(name) && !is_carried_system_column(field) {
             return Err(Error::Config(format!(
                 "column `{name}` uses the reserved prefix `_cdp_`: the runtime adds those \
                  columns itself; rename the column in the data or leave it out of the schema"
@@ -118,6 +119,17 @@ pub(crate) fn check_user_schema(schema: &Schema) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// System columns a source may carry from its data, with the types the runtime expects:
+/// the row operation (tombstones, as written to a landing zone) and a profile id, both kept
+/// when the runtime stamps the batch.
+pub(crate) fn is_carried_system_column(field: &Field) -> bool {
+    match field.name().as_str() {
+        cdp_core::OP_COLUMN => field.data_type() == &DataType::UInt8,
+        cdp_core::PROFILE_ID_COLUMN => field.data_type() == &DataType::Utf8,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ struct Dialect {
 
 impl CsvSource {
     /// A source reading `path`: one `.csv` file, or every `.csv` file of a directory (sorted
-    /// by name) as one stream. Comma-delimited with a header line unless configured
+    /// by name, including sub-folders except `_`/`.`-prefixed ones) as one stream. Comma-delimited with a header line unless configured
     /// otherwise; the schema is inferred unless given.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         CsvSource {

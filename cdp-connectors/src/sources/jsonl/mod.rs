@@ -52,7 +52,8 @@ pub struct JsonlSource {
 
 impl JsonlSource {
     /// A source reading `path`: one `.jsonl`/`.ndjson`/`.json` file, or every such file of a
-    /// directory (sorted by name) as one stream. The schema is inferred unless given.
+    /// directory (sorted by name, including sub-folders except `_`/`.`-prefixed ones) as one
+    /// stream. The schema is inferred unless given.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JsonlSource {
             options: FileOptions::new(CONNECTOR, path.into(), &["jsonl", "ndjson", "json"]),

@@ -41,7 +41,8 @@ pub struct ParquetSource {
 
 impl ParquetSource {
     /// A source reading `path`: one `.parquet` file, or every `.parquet` file of a directory
-    /// (sorted by name) as one stream. The schema is the first file's unless given.
+    /// (sorted by name, including sub-folders except `_`/`.`-prefixed ones, so a partitioned
+    /// landing zone reads back) as one stream. The schema is the first file's unless given.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         ParquetSource {
             options: FileOptions::new(CONNECTOR, path.into(), &["parquet"]),
@@ -105,8 +106,21 @@ fn resolve_schema(options: &FileOptions, cell: &SchemaCell) -> Result<SchemaRef>
                 )));
             };
             let builder = reader_builder(path)?;
-            // Drop file-level metadata: it describes the file, not the stream.
-            Ok(Arc::new(Schema::new(builder.schema().fields().clone())))
+            // Drop file-level metadata: it describes the file, not the stream. Drop the
+            // system columns of a landing zone written by a pipeline too (they are
+            // recomputed when the rows are stamped again), but keep the row operation and
+            // profile id.
+            let fields: Vec<_> = builder
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| {
+                    !cdp_core::record::is_system_column(f.name())
+                        || super::schema::is_carried_system_column(f)
+                })
+                .cloned()
+                .collect();
+            Ok(Arc::new(Schema::new(fields)))
         }
     })
 }
