@@ -49,9 +49,11 @@
 //! # Ok(()) }
 //! ```
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "files", feature = "postgres"))]
 pub mod destinations;
-#[cfg(feature = "files")]
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(any(feature = "files", feature = "postgres"))]
 pub mod sources;
 
 #[cfg(feature = "files")]
@@ -63,4 +65,13 @@ pub use destinations::{
 pub use sources::{
     ColumnConfig, ColumnType, CsvSource, CsvSourceConfig, JsonlSource, JsonlSourceConfig,
     ParquetSource, ParquetSourceConfig,
+};
+
+#[cfg(feature = "postgres")]
+pub use destinations::{PostgresDestination, PostgresDestinationConfig};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresConnection, PostgresStateStore};
+#[cfg(feature = "postgres")]
+pub use sources::{
+    FullRefreshDeletes, PostgresSource, PostgresSourceConfig, PostgresStreamConfig, PostgresTable,
 };

@@ -1,6 +1,7 @@
-//! Landing-zone destinations: JSONL and Parquet files, partitioned by stream and day.
+//! Destinations: PostgreSQL tables (feature `postgres`), and landing zones of JSONL and
+//! Parquet files partitioned by stream and day (feature `files`).
 //!
-//! Layout: `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch:010}-{seq:05}.{jsonl|parquet}`.
+//! Landing-zone layout: `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch:010}-{seq:05}.{jsonl|parquet}`.
 //! The day is the batch's sync day (UTC), or the day of a timestamp/date column
 //! (`partition_column`). Files are staged per pipeline and epoch under
 //! `{root}/_staging/{pipeline}/` and published by atomic renames once the pipeline has
@@ -9,19 +10,33 @@
 //! `_cdp_dead_letters` is written like any other, so a JSONL destination can serve as the
 //! dead-letter path.
 
+#[cfg(feature = "files")]
 pub mod jsonl;
+#[cfg(feature = "files")]
 mod landing;
+#[cfg(feature = "files")]
 pub mod parquet;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
+#[cfg(feature = "files")]
 pub use jsonl::{JsonlDestination, JsonlDestinationConfig};
+#[cfg(feature = "files")]
 pub use parquet::{ParquetCompression, ParquetDestination, ParquetDestinationConfig};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresDestination, PostgresDestinationConfig};
 
+#[cfg(feature = "files")]
 use std::path::{Path, PathBuf};
+#[cfg(feature = "files")]
 use std::sync::Mutex;
 
+#[cfg(feature = "files")]
 use cdp_core::{Error, Result};
+#[cfg(feature = "files")]
 use landing::Landing;
 
+#[cfg(feature = "files")]
 /// Default cap on one file's size before a new one is started: 256 MiB.
 pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -29,6 +44,7 @@ pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 ///
 /// The state sits in a mutex only because `Destination` must be `Sync` and Parquet writers
 /// are not; it is never locked concurrently (every method takes `&mut self`).
+#[cfg(feature = "files")]
 #[derive(Debug)]
 pub(crate) struct Blocking {
     connector: &'static str,
@@ -36,6 +52,7 @@ pub(crate) struct Blocking {
     landing: Option<Mutex<Landing>>,
 }
 
+#[cfg(feature = "files")]
 impl Blocking {
     pub(crate) fn new(connector: &'static str, landing: Landing) -> Self {
         Blocking {
@@ -80,6 +97,7 @@ impl Blocking {
     }
 }
 
+#[cfg(feature = "files")]
 fn lost(connector: &str) -> Error {
     Error::external(
         connector,

@@ -1,0 +1,83 @@
+//! Configuration of the PostgreSQL destination.
+
+use cdp_core::{Destination, Error, Result};
+use serde::{Deserialize, Serialize};
+
+use super::PostgresDestination;
+use crate::postgres::PostgresConnection;
+
+/// Writes streams into PostgreSQL tables.
+///
+/// ```toml
+/// [destinations.warehouse]
+/// type = "postgres"
+/// schema = "crm"                 # created if missing; default "public"
+/// table_prefix = "raw_"          # table = prefix + stream name
+/// [destinations.warehouse.connection]
+/// url = "postgres://loader@warehouse:5432/analytics"
+/// password_env = "WAREHOUSE_PASSWORD"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresDestinationConfig {
+    /// Where to connect.
+    pub connection: PostgresConnection,
+    /// Instance name. Default `postgres`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Schema the tables go in; created if missing. Default `public`.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// Prefix of every table name. Default none.
+    #[serde(default)]
+    pub table_prefix: String,
+    /// Whether new columns take the PostgreSQL type a PostgreSQL source recorded for the
+    /// field (`jsonb`, `uuid`, …) rather than the one mapped from its Arrow type. Default
+    /// true.
+    #[serde(default = "default_true")]
+    pub preserve_source_types: bool,
+}
+
+fn default_schema() -> String {
+    "public".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl PostgresDestinationConfig {
+    /// A configuration writing into `public` over `connection`.
+    pub fn new(connection: PostgresConnection) -> Self {
+        PostgresDestinationConfig {
+            connection,
+            name: None,
+            schema: default_schema(),
+            table_prefix: String::new(),
+            preserve_source_types: true,
+        }
+    }
+
+    /// Validates the configuration and builds the destination.
+    pub fn build(&self) -> Result<Box<dyn Destination>> {
+        Ok(Box::new(self.build_destination()?))
+    }
+
+    /// Like [`build`](Self::build), returning the concrete type.
+    pub fn build_destination(&self) -> Result<PostgresDestination> {
+        self.connection.to_config("postgres destination")?;
+        if self.schema.is_empty() {
+            return Err(Error::Config(
+                "postgres destination: `schema` is empty".into(),
+            ));
+        }
+        let mut destination = PostgresDestination::new(self.connection.clone())
+            .with_schema(&self.schema)
+            .with_table_prefix(&self.table_prefix)
+            .with_preserve_source_types(self.preserve_source_types);
+        if let Some(name) = &self.name {
+            destination = destination.with_name(name);
+        }
+        Ok(destination)
+    }
+}

@@ -1,0 +1,665 @@
+//! The PostgreSQL destination: tables from Arrow schemas, one transaction per flush.
+
+mod config;
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field};
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use cdp_core::record::{OP_COLUMN, RECORD_HASH_COLUMN};
+use cdp_core::{
+    Batch, Destination, Error, Op, RejectedRow, Result, RetryPolicy, StreamSpec, WriteOutcome,
+};
+use futures::SinkExt;
+use tokio_postgres::Client;
+
+pub use config::PostgresDestinationConfig;
+
+use crate::postgres::copy::CopyEncoder;
+use crate::postgres::types::PgKind;
+use crate::postgres::{PG_TYPE_METADATA, PostgresConnection, ident, pg_error, qualified};
+
+/// Longest identifier PostgreSQL keeps; longer ones are silently truncated by the server.
+const MAX_IDENTIFIER: usize = 63;
+/// Bytes of COPY data gathered before they are sent.
+const SEND_CHUNK: usize = 1 << 20;
+
+/// Writes streams into PostgreSQL tables, one table per stream.
+///
+/// - [`prepare`](Destination::prepare) creates `schema.{table_prefix}{stream}` from the
+///   stream's Arrow schema, system columns included (see
+///   [`types`](crate::postgres::types) for the mapping; a field read from PostgreSQL keeps
+///   its declared type, so `jsonb` stays `jsonb`), with the stream's primary key, or a
+///   unique `_cdp_record_hash` when it has none. A wider schema later adds the new columns
+///   (`ALTER TABLE … ADD COLUMN`); columns are never dropped or retyped.
+/// - [`write`](Destination::write) only checks and keeps the batch (rows with a null key,
+///   and tombstones of streams without a key, are refused row by row).
+/// - [`flush`](Destination::flush) applies everything kept since the last flush in one
+///   transaction: per stream, a binary `COPY` into a temporary staging table, a `DELETE`
+///   for the tombstones, and `INSERT … ON CONFLICT (key) DO UPDATE` (or, without a key,
+///   `ON CONFLICT (_cdp_record_hash) DO NOTHING`). When a key occurs more than once, its
+///   last row wins. Rows whose record hash did not change are not rewritten, so replaying
+///   batches after a crash leaves the table as it was. If the connection breaks, the
+///   transaction is rolled back by the server, the error is transient, and the retried
+///   flush reconnects and applies the same rows again: a batch is committed whole or not
+///   at all.
+///
+/// Streams without a primary key are appended; rows with identical content collapse into
+/// one (they have the same record hash).
+#[derive(Debug)]
+pub struct PostgresDestination {
+    name: String,
+    connection: PostgresConnection,
+    schema: String,
+    table_prefix: String,
+    preserve_source_types: bool,
+    retry: RetryPolicy,
+    client: Option<Client>,
+    schema_created: bool,
+    tables: HashMap<String, Table>,
+    /// Batches written since the last flush, in arrival order.
+    pending: Vec<(String, RecordBatch)>,
+    flushes: u64,
+}
+
+/// What the destination knows of one stream's table.
+#[derive(Debug, Clone)]
+struct Table {
+    name: String,
+    key: Vec<String>,
+    /// Column name → declared SQL type, as the server reports it.
+    columns: HashMap<String, String>,
+}
+
+impl PostgresDestination {
+    /// A destination writing into schema `public` over `connection`.
+    pub fn new(connection: PostgresConnection) -> Self {
+        PostgresDestination {
+            name: "postgres".into(),
+            connection,
+            schema: "public".into(),
+            table_prefix: String::new(),
+            preserve_source_types: true,
+            retry: RetryPolicy::default(),
+            client: None,
+            schema_created: false,
+            tables: HashMap::new(),
+            pending: Vec::new(),
+            flushes: 0,
+        }
+    }
+
+    /// Sets the instance name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Writes into `schema` (created if missing) instead of `public`.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Prefixes every table name, e.g. `crm_`.
+    pub fn with_table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+
+    /// Whether new columns take the PostgreSQL type recorded in a field's
+    /// [`PG_TYPE_METADATA`] (on by default) or always the type mapped from Arrow.
+    pub fn with_preserve_source_types(mut self, preserve: bool) -> Self {
+        self.preserve_source_types = preserve;
+        self
+    }
+
+    /// How creating and altering tables is retried on transient errors (writes and
+    /// flushes are retried by the runtime).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The (unquoted) table a stream is written to.
+    pub fn table_name(&self, stream: &str) -> String {
+        format!("{}{stream}", self.table_prefix)
+    }
+
+    async fn client(&mut self) -> Result<&mut Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = Some(self.connection.connect(&self.name).await?);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| Error::external("postgres", "no connection"))
+    }
+
+    /// Forgets the connection after a transient error, so the next attempt reconnects.
+    fn failed(&mut self, error: Error) -> Error {
+        if error.is_retryable() {
+            self.client = None;
+        }
+        error
+    }
+
+    /// The SQL type a new column for `field` gets.
+    fn column_type(&self, stream: &str, field: &Field) -> Result<String> {
+        let kind = PgKind::from_arrow(field.data_type()).ok_or_else(|| Error::Schema {
+            stream: stream.to_string(),
+            message: format!(
+                "column `{}` has type {}, which the PostgreSQL destination cannot write",
+                field.name(),
+                field.data_type()
+            ),
+        })?;
+        let textual = match &kind {
+            PgKind::Text => true,
+            PgKind::Array(element) => **element == PgKind::Text,
+            _ => false,
+        };
+        if self.preserve_source_types
+            && textual
+            && let Some(declared) = field.metadata().get(PG_TYPE_METADATA)
+        {
+            return Ok(declared.clone());
+        }
+        Ok(kind.sql_type())
+    }
+
+    async fn prepare_once(&mut self, stream: &StreamSpec) -> Result<Table> {
+        let name = self.table_name(&stream.name);
+        let schema = stream.schema.clone();
+        check_identifier(&stream.name, &name, "table")?;
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            check_identifier(&stream.name, field.name(), "column")?;
+            columns.push((field.name().clone(), self.column_type(&stream.name, field)?));
+        }
+        for key in &stream.primary_key {
+            if schema.column_with_name(key).is_none() {
+                return Err(Error::Schema {
+                    stream: stream.name.clone(),
+                    message: format!("primary key column `{key}` is not in the schema"),
+                });
+            }
+        }
+        let table = qualified(&self.schema, &name);
+        let connector = self.name.clone();
+        let create_schema = !self.schema_created;
+        let schema_sql = format!("CREATE SCHEMA IF NOT EXISTS {}", ident(&self.schema));
+        let mut create = format!("CREATE TABLE IF NOT EXISTS {table} (");
+        for (column, sql_type) in &columns {
+            create.push_str(&format!("{} {sql_type}, ", ident(column)));
+        }
+        if stream.primary_key.is_empty() {
+            if schema.column_with_name(RECORD_HASH_COLUMN).is_some() {
+                create.push_str(&format!("UNIQUE ({}))", ident(RECORD_HASH_COLUMN)));
+            } else {
+                create.truncate(create.len() - 2);
+                create.push(')');
+            }
+        } else {
+            let key: Vec<String> = stream.primary_key.iter().map(|k| ident(k)).collect();
+            create.push_str(&format!("PRIMARY KEY ({}))", key.join(", ")));
+        }
+        let client = self.client().await?;
+        if create_schema {
+            client
+                .batch_execute(&schema_sql)
+                .await
+                .map_err(|e| pg_error(&connector, "create schema", e))?;
+        }
+        client
+            .batch_execute(&create)
+            .await
+            .map_err(|e| pg_error(&connector, format!("create table {table}"), e))?;
+        let mut existing = table_columns(client, &table, &connector).await?;
+        let mut added = false;
+        for (column, sql_type) in &columns {
+            if !existing.contains_key(column) {
+                tracing::info!(table = %table, column = %column, sql_type = %sql_type, "adding column");
+                client
+                    .batch_execute(&format!(
+                        "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {sql_type}",
+                        ident(column)
+                    ))
+                    .await
+                    .map_err(|e| {
+                        pg_error(&connector, format!("add column {column} to {table}"), e)
+                    })?;
+                added = true;
+            }
+        }
+        if added {
+            existing = table_columns(client, &table, &connector).await?;
+        }
+        self.schema_created = true;
+        Ok(Table {
+            name,
+            key: stream.primary_key.clone(),
+            columns: existing,
+        })
+    }
+
+    /// Applies every pending batch in one transaction.
+    async fn apply(&mut self) -> Result<()> {
+        self.flushes += 1;
+        let flush = self.flushes;
+        let connector = self.name.clone();
+        let schema = self.schema.clone();
+        // Streams in order of first appearance, each with its batches in arrival order.
+        let mut order: Vec<&str> = Vec::new();
+        let mut by_stream: HashMap<&str, Vec<&RecordBatch>> = HashMap::new();
+        for (stream, batch) in &self.pending {
+            by_stream
+                .entry(stream.as_str())
+                .or_insert_with(|| {
+                    order.push(stream.as_str());
+                    Vec::new()
+                })
+                .push(batch);
+        }
+        let mut plans = Vec::with_capacity(order.len());
+        for (index, stream) in order.iter().enumerate() {
+            let table = self.tables.get(*stream).ok_or_else(|| Error::Schema {
+                stream: stream.to_string(),
+                message: "written before it was prepared".into(),
+            })?;
+            let batches = &by_stream[stream];
+            plans.push(plan(
+                stream,
+                table,
+                &schema,
+                batches,
+                format!("_cdp_stage_{flush}_{index}"),
+            )?);
+        }
+        let Some(client) = self.client.as_mut().filter(|c| !c.is_closed()) else {
+            return Err(Error::transient(
+                connector,
+                "connection closed before the flush",
+            ));
+        };
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| pg_error(&connector, "begin", e))?;
+        for (plan, stream) in plans.iter().zip(&order) {
+            tx.batch_execute(&plan.create_staging).await.map_err(|e| {
+                pg_error(&connector, format!("create staging table for {stream}"), e)
+            })?;
+            let sink = tx
+                .copy_in::<_, bytes::Bytes>(&plan.copy)
+                .await
+                .map_err(|e| pg_error(&connector, format!("copy into staging for {stream}"), e))?;
+            let mut sink = std::pin::pin!(sink);
+            let mut encoder = CopyEncoder::new(plan.columns.clone(), plan.types.clone());
+            for (batch, keep) in by_stream[stream].iter().zip(&plan.keep) {
+                encoder
+                    .write(batch, keep.as_deref())
+                    .map_err(|e| Error::Schema {
+                        stream: stream.to_string(),
+                        message: e,
+                    })?;
+                if encoder.buffered() >= SEND_CHUNK {
+                    sink.send(encoder.take())
+                        .await
+                        .map_err(|e| pg_error(&connector, format!("copy rows of {stream}"), e))?;
+                }
+            }
+            sink.send(encoder.finish())
+                .await
+                .map_err(|e| pg_error(&connector, format!("copy rows of {stream}"), e))?;
+            sink.as_mut()
+                .finish()
+                .await
+                .map_err(|e| pg_error(&connector, format!("copy rows of {stream}"), e))?;
+            tx.batch_execute(&plan.merge)
+                .await
+                .map_err(|e| pg_error(&connector, format!("merge rows of {stream}"), e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| pg_error(&connector, "commit", e))?;
+        Ok(())
+    }
+}
+
+/// Checks an identifier fits PostgreSQL's limit, which it would otherwise truncate silently.
+fn check_identifier(stream: &str, name: &str, what: &str) -> Result<()> {
+    if name.len() > MAX_IDENTIFIER {
+        return Err(Error::Schema {
+            stream: stream.to_string(),
+            message: format!(
+                "{what} name `{name}` is longer than PostgreSQL's {MAX_IDENTIFIER} bytes"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The columns of `table` (quoted, qualified) with their declared types.
+async fn table_columns(
+    client: &Client,
+    table: &str,
+    connector: &str,
+) -> Result<HashMap<String, String>> {
+    let rows = client
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            &[&table],
+        )
+        .await
+        .map_err(|e| pg_error(connector, format!("columns of {table}"), e))?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| pg_error(connector, format!("columns of {table}"), e))
+}
+
+/// The SQL of one stream's part of a flush.
+#[derive(Debug)]
+struct Plan {
+    columns: Vec<String>,
+    types: Vec<DataType>,
+    /// Per batch, the rows to send (`None`: all).
+    keep: Vec<Option<Vec<bool>>>,
+    create_staging: String,
+    copy: String,
+    merge: String,
+}
+
+fn plan(
+    stream: &str,
+    table: &Table,
+    schema: &str,
+    batches: &[&RecordBatch],
+    staging: String,
+) -> Result<Plan> {
+    let schema_error = |message: String| Error::Schema {
+        stream: stream.to_string(),
+        message,
+    };
+    // Union of the batches' columns, in order of first appearance; the last type wins.
+    let mut columns: Vec<String> = Vec::new();
+    let mut types: HashMap<String, DataType> = HashMap::new();
+    for batch in batches {
+        for field in batch.schema().fields() {
+            if types
+                .insert(field.name().clone(), field.data_type().clone())
+                .is_none()
+            {
+                columns.push(field.name().clone());
+            }
+        }
+    }
+    let types: Vec<DataType> = columns
+        .iter()
+        .map(|c| crate::postgres::copy::normalized(&types[c]))
+        .collect();
+    let mut staging_columns = Vec::with_capacity(columns.len());
+    let mut select = Vec::with_capacity(columns.len());
+    for (column, data_type) in columns.iter().zip(&types) {
+        let kind = PgKind::from_arrow(data_type).ok_or_else(|| {
+            schema_error(format!(
+                "column `{column}` has type {data_type}, which cannot be written"
+            ))
+        })?;
+        let target = table.columns.get(column).ok_or_else(|| {
+            schema_error(format!("column `{column}` is not in table {}", table.name))
+        })?;
+        staging_columns.push(format!("{} {}", ident(column), kind.sql_type()));
+        select.push(format!("s.{}::{target}", ident(column)));
+    }
+    let quoted: Vec<String> = columns.iter().map(|c| ident(c)).collect();
+    let target = qualified(schema, &table.name);
+    let staging_ident = ident(&staging);
+    let create_staging = format!(
+        "CREATE TEMP TABLE {staging_ident} ({}) ON COMMIT DROP",
+        staging_columns.join(", ")
+    );
+    let copy = format!(
+        "COPY {staging_ident} ({}) FROM STDIN (FORMAT binary)",
+        quoted.join(", ")
+    );
+    let has_op = columns.iter().any(|c| c == OP_COLUMN);
+    let upserts = if has_op {
+        format!(" WHERE s.{} = {}", ident(OP_COLUMN), Op::Upsert as u8)
+    } else {
+        String::new()
+    };
+    let insert = format!(
+        "INSERT INTO {target} AS t ({}) SELECT {} FROM {staging_ident} s{upserts}",
+        quoted.join(", "),
+        select.join(", ")
+    );
+    let mut keep = vec![None; batches.len()];
+    let merge = if table.key.is_empty() {
+        if columns.iter().any(|c| c == RECORD_HASH_COLUMN) {
+            format!(
+                "{insert} ON CONFLICT ({}) DO NOTHING",
+                ident(RECORD_HASH_COLUMN)
+            )
+        } else {
+            insert
+        }
+    } else {
+        keep = last_per_key(stream, &table.key, batches)?;
+        let key_match: Vec<String> = table
+            .key
+            .iter()
+            .map(|k| {
+                let declared = &table.columns[k];
+                format!("t.{0} = s.{0}::{declared}", ident(k))
+            })
+            .collect();
+        let delete = if has_op {
+            format!(
+                "DELETE FROM {target} AS t USING {staging_ident} s WHERE s.{} = {} AND {};\n",
+                ident(OP_COLUMN),
+                Op::Delete as u8,
+                key_match.join(" AND ")
+            )
+        } else {
+            String::new()
+        };
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !table.key.contains(c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
+            .collect();
+        let key_list: Vec<String> = table.key.iter().map(|k| ident(k)).collect();
+        let on_conflict = if updates.is_empty() {
+            format!("ON CONFLICT ({}) DO NOTHING", key_list.join(", "))
+        } else if columns.iter().any(|c| c == RECORD_HASH_COLUMN) {
+            format!(
+                "ON CONFLICT ({}) DO UPDATE SET {} WHERE t.{hash} IS DISTINCT FROM EXCLUDED.{hash}",
+                key_list.join(", "),
+                updates.join(", "),
+                hash = ident(RECORD_HASH_COLUMN)
+            )
+        } else {
+            format!(
+                "ON CONFLICT ({}) DO UPDATE SET {}",
+                key_list.join(", "),
+                updates.join(", ")
+            )
+        };
+        format!("{delete}{insert} {on_conflict}")
+    };
+    Ok(Plan {
+        columns,
+        types,
+        keep,
+        create_staging,
+        copy,
+        merge,
+    })
+}
+
+/// Marks, per batch, the rows that are the last occurrence of their key (so one
+/// `INSERT … ON CONFLICT` never meets a key twice); `None` where a batch keeps every row.
+fn last_per_key(
+    stream: &str,
+    key: &[String],
+    batches: &[&RecordBatch],
+) -> Result<Vec<Option<Vec<bool>>>> {
+    let key_columns = |batch: &RecordBatch| -> Result<Vec<ArrayRef>> {
+        key.iter()
+            .map(|k| {
+                batch
+                    .column_by_name(k)
+                    .cloned()
+                    .ok_or_else(|| Error::Schema {
+                        stream: stream.to_string(),
+                        message: format!("batch lacks primary key column `{k}`"),
+                    })
+            })
+            .collect()
+    };
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let fields = key_columns(first)?
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    let rows = batches
+        .iter()
+        .map(|b| {
+            converter
+                .convert_columns(&key_columns(b)?)
+                .map_err(Error::from)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut keep: Vec<Option<Vec<bool>>> = vec![None; batches.len()];
+    let mut last = HashMap::with_capacity(rows.iter().map(|r| r.num_rows()).sum());
+    for (b, batch_rows) in rows.iter().enumerate() {
+        for i in 0..batch_rows.num_rows() {
+            if let Some((pb, pi)) = last.insert(batch_rows.row(i), (b, i)) {
+                let mask: &mut Vec<bool> =
+                    keep[pb].get_or_insert_with(|| vec![true; batches[pb].num_rows()]);
+                mask[pi] = false;
+            }
+        }
+    }
+    Ok(keep)
+}
+
+/// Rows of `batch` the destination refuses: a null key, or a tombstone without a key.
+fn refused(batch: &Batch, key: &[String]) -> Result<Vec<RejectedRow>> {
+    let mut rejected = Vec::new();
+    if key.is_empty() {
+        for (row, op) in batch.ops()?.into_iter().enumerate() {
+            if op == Op::Delete {
+                rejected.push(RejectedRow {
+                    row,
+                    reason: "a delete (tombstone) needs a primary key; the stream has none".into(),
+                });
+            }
+        }
+        return Ok(rejected);
+    }
+    for k in key {
+        let Some(column) = batch.data.column_by_name(k) else {
+            return Err(Error::Schema {
+                stream: batch.stream.to_string(),
+                message: format!("batch lacks primary key column `{k}`"),
+            });
+        };
+        if column.null_count() > 0 {
+            for row in 0..column.len() {
+                if column.is_null(row) && !rejected.iter().any(|r: &RejectedRow| r.row == row) {
+                    rejected.push(RejectedRow {
+                        row,
+                        reason: format!("primary key column `{k}` is null"),
+                    });
+                }
+            }
+        }
+    }
+    rejected.sort_by_key(|r| r.row);
+    Ok(rejected)
+}
+
+#[async_trait]
+impl Destination for PostgresDestination {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn check(&self) -> Result<()> {
+        let client = self.connection.connect(&self.name).await?;
+        client
+            .batch_execute("SELECT 1")
+            .await
+            .map_err(|e| pg_error(&self.name, "check", e))
+    }
+
+    async fn prepare(&mut self, stream: &StreamSpec) -> Result<()> {
+        let retry = self.retry.clone();
+        let what = format!("prepare {}", stream.name);
+        let mut attempts = retry.start(&what);
+        let table = loop {
+            match self.prepare_once(stream).await {
+                Ok(table) => break table,
+                Err(e) => {
+                    let e = self.failed(e);
+                    attempts.backoff(e).await?;
+                }
+            }
+        };
+        self.tables.insert(stream.name.clone(), table);
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome> {
+        let table = self
+            .tables
+            .get(batch.stream.as_ref())
+            .ok_or_else(|| Error::Schema {
+                stream: batch.stream.to_string(),
+                message: "written before it was prepared".into(),
+            })?;
+        let rejected = refused(batch, &table.key)?;
+        let data = if rejected.is_empty() {
+            batch.data.clone()
+        } else {
+            let mut keep = vec![true; batch.num_rows()];
+            for r in &rejected {
+                keep[r.row] = false;
+            }
+            arrow::compute::filter_record_batch(&batch.data, &keep.into())?
+        };
+        if data.num_rows() > 0 {
+            self.pending.push((batch.stream.to_string(), data));
+        }
+        Ok(WriteOutcome { rejected })
+    }
+
+    async fn flush(&mut self, _epoch: u64) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.client().await {
+            return Err(self.failed(e));
+        }
+        match self.apply().await {
+            Ok(()) => {
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.client = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! PostgreSQL: a source, a destination and a state store, on `tokio-postgres` and binary
+//! `COPY`.
+//!
+//! - [`PostgresSource`](crate::PostgresSource) discovers the tables and views of a schema
+//!   and reads them in full or incrementally by a cursor column, paging on
+//!   (cursor, primary key), straight from binary `COPY` into Arrow builders. Deletes come
+//!   out as tombstones, from a soft-delete column or, for full refreshes, from primary keys
+//!   that disappeared.
+//! - [`PostgresDestination`](crate::PostgresDestination) creates and widens tables from the
+//!   streams' Arrow schemas and applies each flush in one transaction: binary `COPY` into a
+//!   temporary staging table, deletes for tombstones, then `INSERT … ON CONFLICT` on the
+//!   primary key (or on `_cdp_record_hash` for streams without one).
+//! - [`PostgresStateStore`] keeps pipeline checkpoints in a table several workers share.
+//!
+//! Type mapping: see [`types`].
+
+mod connection;
+pub(crate) mod copy;
+mod state;
+pub mod types;
+
+pub use connection::PostgresConnection;
+pub(crate) use connection::{ident, literal, pg_error, qualified};
+pub use state::PostgresStateStore;
+pub use types::PG_TYPE_METADATA;
