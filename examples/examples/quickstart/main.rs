@@ -12,8 +12,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cdp::connectors::{CsvSource, JsonlDestination, JsonlSource, ParquetDestination};
+use cdp::IdentityEventKind;
+use cdp::connectors::{
+    CsvSource, JsonlDestination, JsonlSource, ParquetDestination, ParquetSource,
+};
 use cdp::governance::{AuditLog, DataClass, Decision, Keys, Policy, SqliteAuditLog};
+use cdp::identity::{
+    ColumnMapping, IdentifierColumn, ProfileExplanation, Resolver, ResolverConfig,
+};
+use cdp::memory::MemoryDestination;
 use cdp::schema::{Consumer, ConsumerKind, SchemaPolicy, render_report_with_consumers};
 use cdp::transforms::normalize::{Normalize, NormalizeConfig};
 use cdp::{Pipeline, RunMode, RunReport, Source, SqliteStateStore, StateStore, Transform};
@@ -150,9 +157,164 @@ async fn main() -> Result<(), BoxError> {
         args.out.join("activation").display()
     ));
 
+    say("\n== identity: stitched profiles ==".into());
+    say(stitch(&args.out, &input).await?);
+
     say("\n== schema change: next week's CRM export ==".into());
     say(crm_schema_change(&input).await?);
     Ok(())
+}
+
+/// Stitches the landed events, CRM rows and invoices into profiles, checks them against the
+/// generator's ground truth, and explains one profile.
+///
+/// Identity runs over the committed landing zone (read back with the Parquet source), so it
+/// sees exactly what was delivered, however many runs and resumes that took.
+async fn stitch(out: &Path, input: &Path) -> Result<String, BoxError> {
+    let config: ResolverConfig = toml::from_str(include_str!("identity.toml"))?;
+    let events = Arc::new(config.build()?);
+    let id = |path: &str, kind: &str| IdentifierColumn::new(path, kind);
+    let crm = events.with_mapping(
+        ColumnMapping::new(vec![
+            id("crm_id", "crm_id"),
+            id("email", "email"),
+            id("phone", "phone"),
+        ])
+        .timestamp("updated_at"),
+    )?;
+    let billing = events.with_mapping(
+        ColumnMapping::new(vec![id("crm_id", "crm_id"), id("email", "email")])
+            .timestamp("issued_at"),
+    )?;
+    let streams = [
+        ("events", events.clone()),
+        ("crm", Arc::new(crm)),
+        ("billing", Arc::new(billing)),
+    ];
+    let mut text = String::new();
+    for (stream, resolver) in streams {
+        let report = Pipeline::builder(format!("quickstart-identity-{stream}"))
+            .source(
+                ParquetSource::new(out.join("landing").join(stream))
+                    .with_stream(stream)
+                    .with_name(format!("landing/{stream}")),
+            )
+            .identity(resolver)
+            .destination(MemoryDestination::new("resolved"))
+            .build()?
+            .run()
+            .await?;
+        let merges = report
+            .identity_events
+            .get(&IdentityEventKind::Merge)
+            .copied()
+            .unwrap_or(0);
+        let refused = report
+            .identity_events
+            .get(&IdentityEventKind::RefusedLink)
+            .copied()
+            .unwrap_or(0);
+        text.push_str(&format!(
+            "  {stream:<8} {:>7} rows resolved, {merges:>6} merges, {refused:>5} links refused\n",
+            report.rows_out()
+        ));
+    }
+    let now = chrono_now_ms();
+    text.push_str(&format!("{}\n", events.health(now)));
+    text.push_str(&truth_check(&events, &input.join("truth.csv"))?);
+
+    // Explain the richest CRM person: every identifier type, and the links that joined them.
+    let crm_ids = std::fs::read_to_string(input.join("crm.csv"))?;
+    let mut best: Option<(usize, ProfileExplanation)> = None;
+    for line in crm_ids.lines().skip(1).take(500) {
+        let Some(crm_id) = line.split(',').next() else {
+            continue;
+        };
+        let Some(profile) = events.profile_of("crm_id", crm_id) else {
+            continue;
+        };
+        let explanation = events.explain_profile(profile)?;
+        let mut kinds: Vec<&str> = explanation
+            .identifiers
+            .iter()
+            .map(|(i, _)| i.kind.as_str())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let score = kinds.len() * 1000 - explanation.identifiers.len().min(999);
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, explanation));
+        }
+    }
+    if let Some((_, profile)) = best {
+        let crm = profile.identifiers.iter().find(|(i, _)| i.kind == "crm_id");
+        let anon = profile
+            .identifiers
+            .iter()
+            .find(|(i, _)| i.kind == "anonymous_id");
+        if let (Some((crm, _)), Some((anon, _))) = (crm, anon) {
+            text.push_str(&format!(
+                "\nwhy is {anon} the same person as {crm}?\n{}\n",
+                events.explain(anon, crm)?
+            ));
+        }
+        text.push_str(&format!("\n{profile}"));
+    }
+    Ok(text)
+}
+
+/// Compares the stitched profiles with the generator's ground truth: how many people were
+/// split over several profiles, and how many profiles fused different people.
+fn truth_check(resolver: &Resolver, truth: &Path) -> Result<String, BoxError> {
+    use std::collections::{HashMap, HashSet};
+    let text = std::fs::read_to_string(truth)?;
+    let mut owners: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    for line in text.lines().skip(1) {
+        let mut parts = line.splitn(3, ',');
+        let (Some(person), Some(kind), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        owners
+            .entry((kind.to_string(), value.to_string()))
+            .or_default()
+            .insert(person.to_string());
+    }
+    // Identifiers several people share (kiosks, the QA email) prove nothing either way.
+    let mut profiles_of: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut people_in: HashMap<String, HashSet<String>> = HashMap::new();
+    for ((kind, value), people) in &owners {
+        if people.len() != 1 {
+            continue;
+        }
+        let Some(profile) = resolver.profile_of(kind, value) else {
+            continue;
+        };
+        let person = people.iter().next().cloned().unwrap_or_default();
+        profiles_of
+            .entry(person.clone())
+            .or_default()
+            .insert(profile.to_string());
+        people_in
+            .entry(profile.to_string())
+            .or_default()
+            .insert(person);
+    }
+    let split = profiles_of.values().filter(|p| p.len() > 1).count();
+    let fused = people_in.values().filter(|p| p.len() > 1).count();
+    Ok(format!(
+        "ground truth: {} people seen; {} stitched into exactly one profile, {split} split \
+         over several; {fused} profiles hold more than one person\n",
+        profiles_of.len(),
+        profiles_of.len() - split
+    ))
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 /// The CRM team renames `phone` to `mobile_phone` and adds `lifecycle_stage` in next week's
