@@ -7,7 +7,7 @@
 //! | module | crate | feature |
 //! |---|---|---|
 //! | crate root, [`core`] | `cdp-core`: record model, traits, pipeline runtime, state | always |
-//! | [`connectors`] | `cdp-connectors`: file sources and landing zones | `files` |
+//! | [`connectors`] | `cdp-connectors`: file sources and landing zones; PostgreSQL | `files`, `postgres` |
 //! | [`identity`] | `cdp-identity`: identity graph, merges, profiles | `identity` |
 //! | [`schema`] | `cdp-schema`: registry, compatibility, diffs, contracts | `schema` |
 //! | [`governance`] | `cdp-governance`: classes, policies, masking, audit | `governance` |

@@ -5,13 +5,13 @@ use cdp_core::{Error, PipelineState, Result, StateStore};
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
-use super::connection::{PostgresConnection, pg_error, qualified};
+use super::connection::{PostgresConnection, ident, pg_error, qualified};
 
 const CONNECTOR: &str = "postgres state store";
 
 /// Keeps pipeline state in one PostgreSQL table, so workers on several machines share it.
 ///
-/// The table (default `public.cdp_pipeline_state`) is created on first use:
+/// The table (default `public.cdp_pipeline_state`) and its schema are created on first use:
 /// `pipeline_id text primary key, epoch bigint, state jsonb, committed_at timestamptz`.
 /// Each commit is one `INSERT … ON CONFLICT (pipeline_id) DO UPDATE` in its own
 /// transaction, so a crash leaves the old state or the new one. Broken connections are
@@ -45,7 +45,7 @@ impl PostgresStateStore {
         }
     }
 
-    /// Keeps the state in `schema.table` instead (the schema must exist).
+    /// Keeps the state in `schema.table` instead (both created on first use).
     pub fn with_table(mut self, schema: impl Into<String>, table: impl Into<String>) -> Self {
         self.schema = schema.into();
         self.table = table.into();
@@ -68,12 +68,14 @@ impl PostgresStateStore {
             let client = self.connection.connect(CONNECTOR).await?;
             client
                 .batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS {} (
+                    "CREATE SCHEMA IF NOT EXISTS {};
+                     CREATE TABLE IF NOT EXISTS {} (
                          pipeline_id text PRIMARY KEY,
                          epoch bigint NOT NULL,
                          state jsonb NOT NULL,
                          committed_at timestamptz NOT NULL DEFAULT now()
                      )",
+                    ident(&self.schema),
                     self.table()
                 ))
                 .await
