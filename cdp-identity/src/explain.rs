@@ -192,8 +192,8 @@ impl IdentityGraph {
             to: self.identifier(to),
             rule: self.rule_labels.name(u32::from(w.rule)).to_string(),
             source: self.source_labels.name(u32::from(w.source)).to_string(),
-            first_seen: w.first_seen,
-            last_seen: w.last_seen,
+            first_seen: w.first_seen(),
+            last_seen: w.last_seen(),
             count: w.count,
             confidence: w.confidence,
         }

@@ -102,7 +102,7 @@ impl IdentityGraph {
         let mut ages: Vec<i64> = self
             .graph
             .edge_references()
-            .map(|e| now.saturating_sub(e.weight().last_seen).max(0))
+            .map(|e| now.saturating_sub(e.weight().last_seen()).max(0))
             .collect();
         ages.sort_unstable();
         let pick = |q: f64| ages[((ages.len() - 1) as f64 * q).round() as usize];

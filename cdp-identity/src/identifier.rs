@@ -230,30 +230,38 @@ fn phone<'a>(raw: &str, default_cc: Option<&str>, buf: &'a mut String) -> Option
 /// like invalid ones), which keeps the arena's length prefix at two bytes.
 pub const MAX_IDENTIFIER_LEN: usize = u16::MAX as usize;
 
-/// Where identifier strings live: one growing arena of `[type][length][bytes]` records,
-/// `u32` ids, and a hash table of (arena offset, id) pairs.
+/// Where identifier strings live: one growing arena of `[type][length][id][bytes]`
+/// records, `u32` ids, and a hash table of arena offsets.
 ///
-/// A probe compares against the arena record the table entry points at, so a hit costs one
-/// memory access into the arena; per identifier the interner holds the value's bytes plus
-/// three, a 4-byte offset, a 1-byte type and about 9–18 bytes of table, with no allocation
-/// per identifier.
+/// A probe compares against the arena record the table entry points at, and the record
+/// carries the id, so a hit costs one memory access into the arena. Per identifier the
+/// interner holds the value's bytes plus seven, a 4-byte offset, a 1-byte type and 5–10
+/// bytes of table, with no allocation per identifier.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
     arena: Vec<u8>,
     starts: Vec<u32>,
     kinds: Vec<u8>,
-    table: HashTable<(u32, u32)>,
+    table: HashTable<u32>,
 }
+
+const HEADER: usize = 7;
 
 fn hash(kind: u8, value: &str) -> u64 {
     xxh3_64_with_seed(value.as_bytes(), u64::from(kind))
 }
 
-/// The record at `start`: type and value bytes.
-fn record(arena: &[u8], start: u32) -> (u8, &[u8]) {
+/// The record at `start`: type, id and value bytes.
+fn record(arena: &[u8], start: u32) -> (u8, u32, &[u8]) {
     let s = start as usize;
     let len = usize::from(u16::from_le_bytes([arena[s + 1], arena[s + 2]]));
-    (arena[s], &arena[s + 3..s + 3 + len])
+    let id = u32::from_le_bytes([arena[s + 3], arena[s + 4], arena[s + 5], arena[s + 6]]);
+    (arena[s], id, &arena[s + HEADER..s + HEADER + len])
+}
+
+fn matches(arena: &[u8], start: u32, kind: u8, value: &str) -> bool {
+    let (k, _, bytes) = record(arena, start);
+    k == kind && bytes == value.as_bytes()
 }
 
 impl Interner {
@@ -264,18 +272,16 @@ impl Interner {
     pub(crate) fn reserve(&mut self, identifiers: usize, bytes: usize) {
         self.starts.reserve(identifiers);
         self.kinds.reserve(identifiers);
-        self.arena.reserve(bytes + 3 * identifiers);
+        self.arena.reserve(bytes + HEADER * identifiers);
         let Interner { arena, table, .. } = self;
-        table.reserve(identifiers, |&(start, _)| rehash(arena, start));
+        table.reserve(identifiers, |&start| rehash(arena, start));
     }
 
     pub(crate) fn get(&self, kind: u8, value: &str) -> Option<u32> {
         let h = hash(kind, value);
         self.table
-            .find(h, |&(start, _)| {
-                record(&self.arena, start) == (kind, value.as_bytes())
-            })
-            .map(|&(_, id)| id)
+            .find(h, |&start| matches(&self.arena, start, kind, value))
+            .map(|&start| record(&self.arena, start).1)
     }
 
     /// The id of `kind:value`, adding it when new; the flag says whether it was added.
@@ -287,11 +293,8 @@ impl Interner {
             kinds,
             table,
         } = self;
-        let found = table.find(h, |&(start, _)| {
-            record(arena, start) == (kind, value.as_bytes())
-        });
-        if let Some(&(_, id)) = found {
-            return Ok((id, false));
+        if let Some(&start) = table.find(h, |&start| matches(arena, start, kind, value)) {
+            return Ok((record(arena, start).1, false));
         }
         let len = u16::try_from(value.len()).map_err(|_| {
             Error::Capacity(format!(
@@ -305,14 +308,15 @@ impl Interner {
             .ok_or_else(|| Error::Capacity("more than 4,294,967,294 identifiers".into()))?;
         let start = u32::try_from(arena.len())
             .ok()
-            .filter(|s| s.checked_add(3 + u32::from(len)).is_some())
+            .filter(|s| s.checked_add((HEADER + value.len()) as u32).is_some())
             .ok_or_else(|| Error::Capacity("more than 4 GiB of identifier text".into()))?;
         arena.push(kind);
         arena.extend_from_slice(&len.to_le_bytes());
+        arena.extend_from_slice(&id.to_le_bytes());
         arena.extend_from_slice(value.as_bytes());
         starts.push(start);
         kinds.push(kind);
-        table.insert_unique(h, (start, id), |&(start, _)| rehash(arena, start));
+        table.insert_unique(h, start, |&start| rehash(arena, start));
         Ok((id, true))
     }
 
@@ -321,14 +325,14 @@ impl Interner {
     }
 
     pub(crate) fn value(&self, id: u32) -> &str {
-        let (_, bytes) = record(&self.arena, self.starts[id as usize]);
+        let (_, _, bytes) = record(&self.arena, self.starts[id as usize]);
         // Only `&str` values enter the arena, at record boundaries.
         std::str::from_utf8(bytes).unwrap_or_default()
     }
 }
 
 fn rehash(arena: &[u8], start: u32) -> u64 {
-    let (kind, bytes) = record(arena, start);
+    let (kind, _, bytes) = record(arena, start);
     xxh3_64_with_seed(bytes, u64::from(kind))
 }
 
