@@ -203,23 +203,25 @@ fn phone<'a>(raw: &str, default_cc: Option<&str>, buf: &'a mut String) -> Option
     };
     buf.clear();
     buf.push('+');
-    if !international {
-        buf.push_str(default_cc?);
-    }
-    let mut national_start = true;
     for c in rest.chars() {
         match c {
-            '0'..='9' => {
-                // A national number's trunk prefix is not part of the E.164 form.
-                if !international && national_start && c == '0' {
-                    national_start = false;
-                    continue;
-                }
-                national_start = false;
-                buf.push(c);
-            }
+            '0'..='9' => buf.push(c),
             ' ' | '-' | '.' | '(' | ')' | '/' => {}
             _ => return None,
+        }
+    }
+    if !international {
+        let cc = default_cc?;
+        let digits = &buf[1..];
+        // `1-415-555-0100`: a national number already carrying the country code (no
+        // national number is that long with it).
+        let carries_cc = digits.starts_with(cc) && digits.len() > 10;
+        if !carries_cc {
+            // The trunk prefix of a national number is not part of the E.164 form.
+            if digits.starts_with('0') {
+                buf.remove(1);
+            }
+            buf.insert_str(1, cc);
         }
     }
     let digits = buf.len() - 1;
@@ -370,6 +372,8 @@ mod tests {
         assert_eq!(norm(&us, "(415) 555-0100"), Some("+14155550100".into()));
         assert_eq!(norm(&us, "+44 20 7946 0958"), Some("+442079460958".into()));
         assert_eq!(norm(&us, "0044 20 7946 0958"), Some("+442079460958".into()));
+        assert_eq!(norm(&us, "1-415-555-0100"), Some("+14155550100".into()));
+        assert_eq!(norm(&us, "415.555.0100"), Some("+14155550100".into()));
         assert_eq!(norm(&us, "call me"), None);
         assert_eq!(norm(&us, "12"), None);
         let uk = Normaliser::Phone {

@@ -8,6 +8,7 @@ mod identity {
     mod graph;
     mod props;
     mod resolver;
+    mod sample;
     #[cfg(feature = "sqlite")]
     mod sqlite;
     mod store;
