@@ -278,3 +278,21 @@ async fn zoned_timestamps_are_read_as_instants() {
     r.resolve(Batch::new("track", data, "web")).await.unwrap();
     assert_eq!(r.graph().log()[0].event.at(), 1_700_000_000_000);
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Resolver>();
+    send_sync::<IdentityGraph>();
+    send_sync::<cdp_identity::MemoryProfileStore>();
+    send_sync::<cdp_identity::MemoryLog>();
+    send_sync::<cdp_identity::Explanation>();
+    send_sync::<cdp_identity::HealthReport>();
+    send_sync::<cdp_identity::Error>();
+    fn send<T: Send>() {}
+    #[cfg(feature = "sqlite")]
+    send::<cdp_identity::SqliteLog>();
+    send::<Box<dyn cdp_identity::IdentityLog>>();
+    send_sync::<std::sync::Arc<dyn cdp_identity::ProfileStore>>();
+    send_sync::<std::sync::Arc<dyn IdentityResolver>>();
+}
