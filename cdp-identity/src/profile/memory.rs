@@ -244,7 +244,13 @@ struct Writer {
     ids: Vec<ProfileId>,
 }
 
-/// Profiles in memory, served while a resolver writes. See the [module docs](self).
+/// Profiles in memory, served while a resolver writes.
+///
+/// Readers never take a lock: identifier keys and profile ids map to profile slots through
+/// open-addressing tables of atomics, and each slot holds its profile behind an `ArcSwap`,
+/// so a lookup by identifier is one table probe, one slot and one `Arc` clone whatever the
+/// writer is doing. One writer at a time applies deltas; it replaces a profile by storing a
+/// new `Arc` and grows a table by swapping in a larger copy.
 pub struct MemoryProfileStore {
     config: StoreConfig,
     index: Growing,
