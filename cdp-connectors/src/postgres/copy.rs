@@ -630,8 +630,64 @@ fn patch_len(out: &mut BytesMut, start: usize) -> Result<(), String> {
 }
 
 /// Writes `value` (unscaled, at `scale`) in PostgreSQL's binary `numeric` layout: base-10000
-/// digits around the decimal point.
+/// digits around the decimal point. The common case works on integers, without allocating.
 fn encode_numeric(value: i128, scale: i8, out: &mut BytesMut) {
+    if !(0..=34).contains(&scale) {
+        return encode_numeric_text(value, scale, out);
+    }
+    let scale_u = u32::from(scale.unsigned_abs());
+    let magnitude = value.unsigned_abs();
+    let Some(divisor) = 10u128.checked_pow(scale_u) else {
+        return encode_numeric_text(value, scale, out);
+    };
+    let (mut int_part, frac_part) = (magnitude / divisor, magnitude % divisor);
+    // Base-10000 groups, most significant first: integer part, then the fraction padded
+    // on the right to whole groups.
+    let mut groups = [0i16; 24];
+    let mut int_len = 0usize;
+    let mut int_rev = [0i16; 12];
+    while int_part > 0 {
+        int_rev[int_len] = i16::try_from(int_part % 10_000).unwrap_or(0);
+        int_part /= 10_000;
+        int_len += 1;
+    }
+    for i in 0..int_len {
+        groups[i] = int_rev[int_len - 1 - i];
+    }
+    let frac_groups = scale_u.div_ceil(4);
+    let pad = frac_groups * 4 - scale_u;
+    let mut frac = frac_part * 10u128.pow(pad);
+    let frac_len = usize::try_from(frac_groups).unwrap_or(0);
+    for i in (0..frac_len).rev() {
+        groups[int_len + i] = i16::try_from(frac % 10_000).unwrap_or(0);
+        frac /= 10_000;
+    }
+    let total = int_len + frac_len;
+    let leading = groups[..total].iter().take_while(|&&g| g == 0).count();
+    let mut end = total;
+    while end > leading && groups[end - 1] == 0 {
+        end -= 1;
+    }
+    let dscale = u16::from(scale.unsigned_abs());
+    if end == leading {
+        out.put_i16(0);
+        out.put_i16(0);
+        out.put_u16(0);
+        out.put_u16(dscale);
+        return;
+    }
+    let weight = i16::try_from(int_len).unwrap_or(0) - 1 - i16::try_from(leading).unwrap_or(0);
+    out.put_i16(i16::try_from(end - leading).unwrap_or(0));
+    out.put_i16(weight);
+    out.put_u16(if value < 0 { 0x4000 } else { 0 });
+    out.put_u16(dscale);
+    for g in &groups[leading..end] {
+        out.put_i16(*g);
+    }
+}
+
+/// [`encode_numeric`] through decimal text, for scales the integer path cannot hold.
+fn encode_numeric_text(value: i128, scale: i8, out: &mut BytesMut) {
     let negative = value < 0;
     let digits = value.unsigned_abs().to_string();
     let (int_part, frac_part): (String, String) = if scale <= 0 {
@@ -787,9 +843,15 @@ mod tests {
             (99_999_999_999_999_999_999_999_999_999_999_999_999, 0),
             (123_456_789, 8),
             (5, -3),
+            (10_000, 4),
+            (-1, 34),
+            (12_345_678_900, 3),
         ] {
             let mut out = BytesMut::new();
             encode_numeric(value, scale, &mut out);
+            let mut text = BytesMut::new();
+            encode_numeric_text(value, scale, &mut text);
+            assert_eq!(out, text, "{value} scale {scale}");
             assert_eq!(
                 decode_numeric(&out, scale).unwrap(),
                 Some(value),

@@ -8,8 +8,9 @@
 //!   that disappeared.
 //! - [`PostgresDestination`](crate::PostgresDestination) creates and widens tables from the
 //!   streams' Arrow schemas and applies each flush in one transaction: binary `COPY` into a
-//!   temporary staging table, deletes for tombstones, then `INSERT … ON CONFLICT` on the
-//!   primary key (or on `_cdp_record_hash` for streams without one).
+//!   temporary staging table, then deletes for tombstones, updates of changed rows and
+//!   inserts of new keys (for streams without a key, `INSERT … ON CONFLICT` on
+//!   `_cdp_record_hash`).
 //! - [`PostgresStateStore`] keeps pipeline checkpoints in a table several workers share.
 //!
 //! Type mapping: see [`types`].

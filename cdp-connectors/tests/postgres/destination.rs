@@ -329,3 +329,23 @@ async fn a_table_gains_a_column_mid_run() {
         assert_eq!(rows[7], r#"{"id": 7, "name": "n7", "email": "7@x.io"}"#);
     }
 }
+
+#[tokio::test]
+async fn a_first_load_into_an_empty_table_keeps_the_last_row_of_each_key() {
+    let db = TestDb::new().await;
+    let mut dest = destination(&db, "cdp-test-initial").await;
+    dest.prepare(&spec(true)).await.unwrap();
+    dest.write(&rows(&[1, 2, 3], "v1", None)).await.unwrap();
+    dest.write(&rows(&[2, 7], "x", Some(&[1, 1])))
+        .await
+        .unwrap();
+    dest.write(&rows(&[3], "v2", None)).await.unwrap();
+    dest.flush(1).await.unwrap();
+    assert_eq!(
+        db.rows("accounts", "id").await,
+        [
+            r#"{"id": 1, "name": "v1 1", "amount": 1.01}"#,
+            r#"{"id": 3, "name": "v2 3", "amount": 3.03}"#,
+        ]
+    );
+}
