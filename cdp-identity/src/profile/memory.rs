@@ -222,6 +222,7 @@ struct Cell {
 }
 
 /// A slot's state, for snapshots.
+#[cfg(feature = "sqlite")]
 #[derive(Debug, Clone)]
 pub(crate) enum Slot {
     Live(Arc<Profile>),
