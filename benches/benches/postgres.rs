@@ -12,7 +12,9 @@
 //!   `COPY … FROM STDIN` into an empty table with the same key.
 //! - `destination/arrow_to_destination`: the source's stamped batches (user and system
 //!   columns) written and flushed into an empty table by the PostgreSQL destination
-//!   (staging COPY, then `INSERT … ON CONFLICT` in one transaction).
+//!   (an empty table: COPY straight in, in one transaction).
+//! - `destination/arrow_to_destination_upsert`: the same, into the populated table with
+//!   every row changed (staging COPY, then UPDATE in one transaction).
 //!
 //! Tables are emptied between iterations, outside the timed part. Run with
 //! `cargo bench -p cdp-benches --features postgres --bench postgres`.
@@ -179,6 +181,46 @@ fn postgres(c: &mut Criterion) {
                         destination.write(batch).await.unwrap();
                     }
                     destination.flush(epoch + 1).await.unwrap();
+                    total += started.elapsed();
+                }
+                total
+            })
+        })
+    });
+    // Upserts into a populated table: every key exists and every row changed, the
+    // versions alternating between iterations (the merge path, not the initial load).
+    let changed: Vec<Batch> = runtime.block_on(async {
+        client
+            .batch_execute(&format!(
+                "UPDATE {schema}.orders SET customer = customer || '*'"
+            ))
+            .await
+            .unwrap();
+        read_batches(&source)
+            .await
+            .into_iter()
+            .map(|b| Batch {
+                stream: "copy_orders".into(),
+                ..b.stamp().unwrap()
+            })
+            .collect()
+    });
+    group.bench_function("arrow_to_destination_upsert", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                client.batch_execute(&truncate_copy).await.unwrap();
+                for batch in &batches {
+                    destination.write(batch).await.unwrap();
+                }
+                destination.flush(1).await.unwrap();
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let version = if i % 2 == 0 { &changed } else { &batches };
+                    let started = Instant::now();
+                    for batch in version {
+                        destination.write(batch).await.unwrap();
+                    }
+                    destination.flush(i + 2).await.unwrap();
                     total += started.elapsed();
                 }
                 total
