@@ -108,6 +108,7 @@ impl Worker {
                 attempts.backoff(e).await?;
             }
             let mut rejected: Vec<DeadLetter> = Vec::new();
+            let prepare = what("prepare");
             let write = what("write");
             let flush = what("flush");
             let commit = what("commit");
@@ -116,7 +117,14 @@ impl Worker {
                 match msg {
                     WorkerMsg::Prepare(mut spec) => {
                         spec.schema = output_schema(&transforms, spec.schema)?;
-                        destination.prepare(&spec).await?;
+                        // DDL (create table, add column) fails transiently like any write.
+                        let mut attempts = retry.start(&prepare);
+                        while let Err(e) = destination.prepare(&spec).await {
+                            attempts.backoff(e).await?;
+                        }
+                        counters
+                            .retries
+                            .fetch_add(attempts.retries(), Ordering::Relaxed);
                     }
                     WorkerMsg::Write(batch) => {
                         let batch = match apply(&transforms, &batch, &mut rejected)? {

@@ -58,3 +58,58 @@ async fn permanent_error_stops_the_run_with_state_intact() {
     assert_eq!(state.cursor("users"), Some(&serde_json::json!(2)));
     assert_eq!(dest.committed_ids(), (0..20).collect::<Vec<_>>());
 }
+
+/// A destination whose first `prepare` (DDL) fails transiently.
+#[derive(Debug)]
+struct FlakyDdl {
+    inner: ProbeDestination,
+    failures: usize,
+}
+
+#[cdp_core::async_trait]
+impl cdp_core::Destination for FlakyDdl {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn prepare(&mut self, stream: &cdp_core::StreamSpec) -> cdp_core::Result<()> {
+        if self.failures > 0 {
+            self.failures -= 1;
+            return Err(Error::transient(
+                "warehouse",
+                "connection reset during ALTER TABLE",
+            ));
+        }
+        self.inner.prepare(stream).await
+    }
+
+    async fn write(&mut self, batch: &cdp_core::Batch) -> cdp_core::Result<cdp_core::WriteOutcome> {
+        self.inner.write(batch).await
+    }
+
+    async fn flush(&mut self, epoch: u64) -> cdp_core::Result<()> {
+        self.inner.flush(epoch).await
+    }
+
+    async fn commit(&mut self, epoch: u64) -> cdp_core::Result<()> {
+        self.inner.commit(epoch).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_prepare_failures_are_retried() {
+    let probe = ProbeDestination::new("warehouse");
+    let report = Pipeline::builder("p")
+        .source(CountingSource::new(2, 10))
+        .destination(FlakyDdl {
+            inner: probe.clone(),
+            failures: 2,
+        })
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(probe.committed_ids(), (0..20).collect::<Vec<_>>());
+    assert_eq!(report.destinations[0].retries, 2);
+}
