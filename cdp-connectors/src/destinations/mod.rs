@@ -11,6 +11,8 @@
 //! dead-letter path.
 
 #[cfg(feature = "files")]
+pub mod file;
+#[cfg(feature = "files")]
 pub mod jsonl;
 #[cfg(feature = "files")]
 mod landing;
@@ -19,6 +21,8 @@ pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "files")]
+pub use file::{Jsonl, LandingDestination, LandingFormat, Parquet};
 #[cfg(feature = "files")]
 pub use jsonl::{JsonlDestination, JsonlDestinationConfig};
 #[cfg(feature = "files")]

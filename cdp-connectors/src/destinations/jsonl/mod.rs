@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_json::LineDelimitedWriter;
-use cdp_core::{Batch, Destination, OpenContext, Result, StreamSpec, WriteOutcome, async_trait};
+use cdp_core::Result;
 
 pub use config::JsonlDestinationConfig;
 
+use super::DEFAULT_MAX_FILE_BYTES;
+use super::file::{Jsonl, LandingDestination};
 use super::landing::{FileFormat, Landing, PartWriter, io, offset_utc_zones};
-use super::{Blocking, DEFAULT_MAX_FILE_BYTES};
 
-const CONNECTOR: &str = "jsonl";
+const CONNECTOR: &str = <Jsonl as super::file::LandingFormat>::CONNECTOR;
 
 /// Writes every stream as newline-delimited JSON files in a landing zone:
 /// `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch:010}-{seq:05}.jsonl`.
@@ -32,98 +33,18 @@ const CONNECTOR: &str = "jsonl";
 ///
 /// let destination = JsonlDestination::new("landing/").with_partition_column("timestamp");
 /// ```
-#[derive(Debug)]
-pub struct JsonlDestination {
-    name: String,
-    inner: Blocking,
-}
+pub type JsonlDestination = LandingDestination<Jsonl>;
 
-impl JsonlDestination {
+impl LandingDestination<Jsonl> {
     /// A destination writing under `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let landing = Landing::new(
+        Self::from_landing(Landing::new(
             CONNECTOR,
             root.into(),
             Box::new(JsonlFormat),
             None,
             DEFAULT_MAX_FILE_BYTES,
-        );
-        JsonlDestination {
-            name: CONNECTOR.into(),
-            inner: Blocking::new(CONNECTOR, landing),
-        }
-    }
-
-    /// Sets the instance name. Default `jsonl`.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Partitions rows by the day (UTC) of this timestamp or date column instead of the sync
-    /// day; rows where it is null go to the sync day.
-    pub fn with_partition_column(mut self, column: impl Into<String>) -> Self {
-        if let Ok(landing) = self.inner.landing_mut() {
-            landing.set_partition_column(Some(column.into()));
-        }
-        self
-    }
-
-    /// Starts a new file once one reaches `bytes`. Default 256 MiB.
-    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
-        if let Ok(landing) = self.inner.landing_mut() {
-            landing.set_max_file_bytes(bytes);
-        }
-        self
-    }
-
-    /// The landing zone's root directory.
-    pub fn root(&self) -> &Path {
-        self.inner.root()
-    }
-}
-
-#[async_trait]
-impl Destination for JsonlDestination {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn check(&self) -> Result<()> {
-        let root = self.inner.root().to_path_buf();
-        tokio::task::spawn_blocking(move || super::landing::check_root(&root))
-            .await
-            .map_err(|e| cdp_core::Error::external(CONNECTOR, e))?
-    }
-
-    async fn open(&mut self, ctx: &OpenContext) -> Result<()> {
-        let ctx = ctx.clone();
-        self.inner.run(move |landing| landing.open(&ctx)).await
-    }
-
-    async fn prepare(&mut self, stream: &StreamSpec) -> Result<()> {
-        let stream = stream.clone();
-        self.inner
-            .run(move |landing| landing.prepare(&stream))
-            .await
-    }
-
-    async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome> {
-        let batch = batch.clone();
-        self.inner.run(move |landing| landing.write(&batch)).await?;
-        Ok(WriteOutcome::default())
-    }
-
-    async fn flush(&mut self, epoch: u64) -> Result<()> {
-        self.inner.run(move |landing| landing.flush(epoch)).await
-    }
-
-    async fn commit(&mut self, epoch: u64) -> Result<()> {
-        self.inner.run(move |landing| landing.publish(epoch)).await
-    }
-
-    async fn close(&mut self) -> Result<()> {
-        self.inner.run(Landing::close).await
+        ))
     }
 }
 

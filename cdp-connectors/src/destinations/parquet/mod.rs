@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use cdp_core::{
-    Batch, Destination, Error, OpenContext, Result, StreamSpec, WriteOutcome, async_trait,
-};
+use cdp_core::{Error, Result};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -18,10 +16,11 @@ use serde::{Deserialize, Serialize};
 
 pub use config::ParquetDestinationConfig;
 
+use super::DEFAULT_MAX_FILE_BYTES;
+use super::file::{LandingDestination, Parquet};
 use super::landing::{FileFormat, Landing, PartWriter, io};
-use super::{Blocking, DEFAULT_MAX_FILE_BYTES};
 
-const CONNECTOR: &str = "parquet";
+const CONNECTOR: &str = <Parquet as super::file::LandingFormat>::CONNECTOR;
 
 /// How Parquet pages are compressed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,16 +57,12 @@ impl ParquetCompression {
 ///
 /// let destination = ParquetDestination::new("lake/").with_compression(ParquetCompression::Snappy);
 /// ```
-#[derive(Debug)]
-pub struct ParquetDestination {
-    name: String,
-    inner: Blocking,
-}
+pub type ParquetDestination = LandingDestination<Parquet>;
 
-impl ParquetDestination {
+impl LandingDestination<Parquet> {
     /// A destination writing zstd-compressed files under `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let landing = Landing::new(
+        Self::from_landing(Landing::new(
             CONNECTOR,
             root.into(),
             Box::new(ParquetFormat {
@@ -75,17 +70,7 @@ impl ParquetDestination {
             }),
             None,
             DEFAULT_MAX_FILE_BYTES,
-        );
-        ParquetDestination {
-            name: CONNECTOR.into(),
-            inner: Blocking::new(CONNECTOR, landing),
-        }
-    }
-
-    /// Sets the instance name. Default `parquet`.
-    pub fn with_name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
+        ))
     }
 
     /// Sets the page compression. Default zstd.
@@ -94,73 +79,6 @@ impl ParquetDestination {
             landing.set_format(Box::new(ParquetFormat { compression }));
         }
         self
-    }
-
-    /// Partitions rows by the day (UTC) of this timestamp or date column instead of the sync
-    /// day; rows where it is null go to the sync day.
-    pub fn with_partition_column(mut self, column: impl Into<String>) -> Self {
-        if let Ok(landing) = self.inner.landing_mut() {
-            landing.set_partition_column(Some(column.into()));
-        }
-        self
-    }
-
-    /// Starts a new file once one reaches about `bytes` (estimated while a row group is
-    /// buffered). Default 256 MiB.
-    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
-        if let Ok(landing) = self.inner.landing_mut() {
-            landing.set_max_file_bytes(bytes);
-        }
-        self
-    }
-
-    /// The landing zone's root directory.
-    pub fn root(&self) -> &Path {
-        self.inner.root()
-    }
-}
-
-#[async_trait]
-impl Destination for ParquetDestination {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn check(&self) -> Result<()> {
-        let root = self.inner.root().to_path_buf();
-        tokio::task::spawn_blocking(move || super::landing::check_root(&root))
-            .await
-            .map_err(|e| cdp_core::Error::external(CONNECTOR, e))?
-    }
-
-    async fn open(&mut self, ctx: &OpenContext) -> Result<()> {
-        let ctx = ctx.clone();
-        self.inner.run(move |landing| landing.open(&ctx)).await
-    }
-
-    async fn prepare(&mut self, stream: &StreamSpec) -> Result<()> {
-        let stream = stream.clone();
-        self.inner
-            .run(move |landing| landing.prepare(&stream))
-            .await
-    }
-
-    async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome> {
-        let batch = batch.clone();
-        self.inner.run(move |landing| landing.write(&batch)).await?;
-        Ok(WriteOutcome::default())
-    }
-
-    async fn flush(&mut self, epoch: u64) -> Result<()> {
-        self.inner.run(move |landing| landing.flush(epoch)).await
-    }
-
-    async fn commit(&mut self, epoch: u64) -> Result<()> {
-        self.inner.run(move |landing| landing.publish(epoch)).await
-    }
-
-    async fn close(&mut self) -> Result<()> {
-        self.inner.run(Landing::close).await
     }
 }
 
