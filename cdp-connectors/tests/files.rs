@@ -7,6 +7,8 @@
 #[path = "files/support.rs"]
 mod support;
 
+#[path = "files/conformance.rs"]
+mod conformance;
 #[path = "files/csv_source.rs"]
 mod csv_source;
 #[path = "files/destinations.rs"]

@@ -3,5 +3,8 @@
 //! - [`sample`]: a deterministic, realistic company dataset (web and mobile events, a CRM
 //!   export, billing invoices) with the identity overlaps real data has, plus its ground
 //!   truth.
+//! - [`conformance`]: the harness every source must pass — checkpoints after everything it
+//!   emits, and a resume from any checkpoint yields exactly what came after it.
 
+pub mod conformance;
 pub mod sample;

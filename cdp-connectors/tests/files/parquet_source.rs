@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn write_parquet(path: &Path, ids: std::ops::Range<i64>) {
+pub(crate) fn write_parquet(path: &Path, ids: std::ops::Range<i64>) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("name", DataType::Utf8, true),
