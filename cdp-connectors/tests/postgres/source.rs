@@ -174,6 +174,11 @@ async fn incremental_keyset_pages_split_a_hundred_equal_cursor_values_without_lo
         .collect();
     let ids: Vec<i64> = read.ids("id").iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, expected);
+    // And the generic harness agrees: aligned checkpoints, exact resume from each.
+    let report = cdp_testkit::conformance::check_source(&source, 100)
+        .await
+        .unwrap();
+    assert_eq!(report.rows, expected.len());
 
     // Resume after every checkpoint: the rows before it plus the resumed ones are every row
     // exactly once, in order.
