@@ -74,6 +74,7 @@ pub mod graph;
 pub mod health;
 pub mod identifier;
 pub mod log;
+pub mod probabilistic;
 pub mod profile;
 pub mod resolver;
 pub mod rules;

@@ -1,0 +1,361 @@
+//! Per-field comparisons with levels.
+//!
+//! A comparison turns the two values of a candidate pair into a small integer *level*:
+//! `0` is "different" (the else level), higher levels mean more similar, and the top level
+//! (`num_levels() - 1`) is an exact match. A null or empty value on either side yields
+//! [`NULL_LEVEL`], which the model treats as "unknown" (weight 0), not as "different".
+//!
+//! Comparisons are columnar: they take Arrow [`StringArray`]s and the two index arrays of
+//! the candidate pairs and produce one `Vec<u8>` of levels per comparison.
+
+use arrow::array::{Array, StringArray};
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The level of a pair where either value is null or empty: "unknown", weight 0.
+pub const NULL_LEVEL: u8 = u8::MAX;
+
+/// How two values of one field are compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ComparisonKind {
+    /// Two levels: different, exact.
+    Exact,
+    /// Exact, then one level per Jaro-Winkler similarity threshold (descending, e.g.
+    /// `[0.92, 0.8]`), then different.
+    JaroWinkler {
+        /// Similarity thresholds, highest first; a pair falls in the first it reaches.
+        thresholds: Vec<f64>,
+    },
+    /// Exact, then one level per maximum Levenshtein distance (ascending, e.g. `[1, 2]`),
+    /// then different.
+    Levenshtein {
+        /// Edit-distance limits, smallest first.
+        max_distances: Vec<usize>,
+    },
+    /// As [`ComparisonKind::Levenshtein`] but with transpositions counting as one edit
+    /// (Damerau-Levenshtein, the unrestricted variant of `strsim`).
+    DamerauLevenshtein {
+        /// Edit-distance limits, smallest first.
+        max_distances: Vec<usize>,
+    },
+    /// Dates (`YYYY-MM-DD`, `YYYYMMDD` or `DD/MM/YYYY`): exact, day and month swapped,
+    /// within `tolerance_days`, different. Unparseable values compare as unknown unless
+    /// they are equal strings.
+    Date {
+        /// Largest difference in days that still counts as close.
+        tolerance_days: i64,
+    },
+    /// Numbers: exact, within `tolerance` (absolute), different. Unparseable values compare
+    /// as unknown unless they are equal strings.
+    Numeric {
+        /// Largest absolute difference that still counts as close.
+        tolerance: f64,
+    },
+}
+
+/// One comparison: a name, the column compared on each side, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Comparison {
+    /// The name used in explanations (defaults to the column name in [`Comparison::new`]).
+    pub name: String,
+    /// The column compared (the same name on both sides).
+    pub column: String,
+    /// How the values are compared.
+    pub kind: ComparisonKind,
+    /// Whether exact matches get a term-frequency adjustment (agreeing on a rare value is
+    /// stronger evidence than agreeing on a common one).
+    #[serde(default)]
+    pub term_frequency: bool,
+}
+
+impl Comparison {
+    /// A comparison of `column` named after it, without term-frequency adjustment.
+    pub fn new(column: impl Into<String>, kind: ComparisonKind) -> Self {
+        let column = column.into();
+        Comparison {
+            name: column.clone(),
+            column,
+            kind,
+            term_frequency: false,
+        }
+    }
+
+    /// Turns the term-frequency adjustment on for exact matches.
+    pub fn with_term_frequency(mut self) -> Self {
+        self.term_frequency = true;
+        self
+    }
+
+    /// Checks the thresholds (ordered, in range, and at most 250 levels).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(format!("comparison `{}`: {m}", self.name)));
+        match &self.kind {
+            ComparisonKind::JaroWinkler { thresholds } => {
+                if thresholds.windows(2).any(|w| w[0] <= w[1]) {
+                    return bad("Jaro-Winkler thresholds must be strictly descending");
+                }
+                if thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) {
+                    return bad("Jaro-Winkler thresholds must be within 0..=1");
+                }
+            }
+            ComparisonKind::Levenshtein { max_distances }
+            | ComparisonKind::DamerauLevenshtein { max_distances }
+                if max_distances.windows(2).any(|w| w[0] >= w[1]) =>
+            {
+                return bad("edit distances must be strictly ascending");
+            }
+            ComparisonKind::Date { tolerance_days } if *tolerance_days < 0 => {
+                return bad("tolerance_days must not be negative");
+            }
+            ComparisonKind::Numeric { tolerance } if tolerance.is_nan() || *tolerance < 0.0 => {
+                return bad("tolerance must not be negative");
+            }
+            _ => {}
+        }
+        if self.num_levels() > 250 {
+            return bad("too many levels");
+        }
+        Ok(())
+    }
+
+    /// How many levels (including the else level 0, excluding [`NULL_LEVEL`]).
+    pub fn num_levels(&self) -> usize {
+        match &self.kind {
+            ComparisonKind::Exact => 2,
+            ComparisonKind::JaroWinkler { thresholds } => thresholds.len() + 2,
+            ComparisonKind::Levenshtein { max_distances }
+            | ComparisonKind::DamerauLevenshtein { max_distances } => max_distances.len() + 2,
+            ComparisonKind::Date { .. } => 4,
+            ComparisonKind::Numeric { .. } => 3,
+        }
+    }
+
+    /// The top level: an exact match.
+    pub fn exact_level(&self) -> u8 {
+        (self.num_levels() - 1) as u8
+    }
+
+    /// A human label for a level, used in explanations.
+    pub fn level_label(&self, level: u8) -> String {
+        if level == NULL_LEVEL {
+            return "null (unknown)".to_string();
+        }
+        if level == 0 {
+            return "different".to_string();
+        }
+        if level == self.exact_level() {
+            return "exact".to_string();
+        }
+        // Levels between 0 and exact, counted from the top.
+        let i = (self.exact_level() - 1 - level) as usize;
+        match &self.kind {
+            ComparisonKind::JaroWinkler { thresholds } => {
+                format!(
+                    "jaro-winkler >= {}",
+                    thresholds.get(i).copied().unwrap_or(0.0)
+                )
+            }
+            ComparisonKind::Levenshtein { max_distances } => {
+                format!(
+                    "levenshtein <= {}",
+                    max_distances.get(i).copied().unwrap_or(0)
+                )
+            }
+            ComparisonKind::DamerauLevenshtein { max_distances } => {
+                format!("damerau <= {}", max_distances.get(i).copied().unwrap_or(0))
+            }
+            ComparisonKind::Date { tolerance_days } => match level {
+                2 => "day and month swapped".to_string(),
+                _ => format!("within {tolerance_days} days"),
+            },
+            ComparisonKind::Numeric { tolerance } => format!("within {tolerance}"),
+            ComparisonKind::Exact => "exact".to_string(),
+        }
+    }
+
+    /// The level of one pair of values (`None` or empty is null).
+    pub fn level(&self, a: Option<&str>, b: Option<&str>) -> u8 {
+        let (Some(a), Some(b)) = (a, b) else {
+            return NULL_LEVEL;
+        };
+        let (a, b) = (a.trim(), b.trim());
+        if a.is_empty() || b.is_empty() {
+            return NULL_LEVEL;
+        }
+        let exact = self.exact_level();
+        match &self.kind {
+            ComparisonKind::Exact => u8::from(a == b),
+            ComparisonKind::JaroWinkler { thresholds } => {
+                if a == b {
+                    return exact;
+                }
+                let s = strsim::jaro_winkler(a, b);
+                band(thresholds.iter().position(|t| s >= *t), exact)
+            }
+            ComparisonKind::Levenshtein { max_distances } => {
+                if a == b {
+                    return exact;
+                }
+                let d = strsim::levenshtein(a, b);
+                band(max_distances.iter().position(|m| d <= *m), exact)
+            }
+            ComparisonKind::DamerauLevenshtein { max_distances } => {
+                if a == b {
+                    return exact;
+                }
+                let d = strsim::damerau_levenshtein(a, b);
+                band(max_distances.iter().position(|m| d <= *m), exact)
+            }
+            ComparisonKind::Date { tolerance_days } => {
+                if a == b {
+                    return exact;
+                }
+                let (Some(x), Some(y)) = (parse_date(a), parse_date(b)) else {
+                    return NULL_LEVEL;
+                };
+                if x == y {
+                    exact
+                } else if x.year() == y.year() && x.day() == y.month() && x.month() == y.day() {
+                    2
+                } else if (x - y).num_days().abs() <= *tolerance_days {
+                    1
+                } else {
+                    0
+                }
+            }
+            ComparisonKind::Numeric { tolerance } => {
+                if a == b {
+                    return exact;
+                }
+                let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) else {
+                    return NULL_LEVEL;
+                };
+                if x == y {
+                    2
+                } else if (x - y).abs() <= *tolerance {
+                    1
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    /// The level of every candidate pair: `left_idx[i]` in `left` against `right_idx[i]` in
+    /// `right` (for deduplication pass the same array twice).
+    pub fn compare(
+        &self,
+        left: &StringArray,
+        right: &StringArray,
+        left_idx: &[u32],
+        right_idx: &[u32],
+    ) -> Result<Vec<u8>> {
+        if left_idx.len() != right_idx.len() {
+            return Err(Error::InvalidOperation(format!(
+                "pair index arrays differ in length ({} and {})",
+                left_idx.len(),
+                right_idx.len()
+            )));
+        }
+        let name = &self.column;
+        left_idx
+            .iter()
+            .zip(right_idx)
+            .map(|(&l, &r)| Ok(self.level(value(left, l, name)?, value(right, r, name)?)))
+            .collect()
+    }
+}
+
+/// The value at row `i` (`None` when null), or an error when out of range.
+fn value<'a>(array: &'a StringArray, i: u32, column: &str) -> Result<Option<&'a str>> {
+    let i = i as usize;
+    if i >= array.len() {
+        return Err(Error::InvalidOperation(format!(
+            "pair index {i} out of range for column `{column}` of {} rows",
+            array.len()
+        )));
+    }
+    Ok(array.is_valid(i).then(|| array.value(i)))
+}
+
+/// Level for the band at `position` (0 = closest band, just below exact), or 0.
+fn band(position: Option<usize>, exact: u8) -> u8 {
+    match position {
+        Some(p) => exact - 1 - p as u8,
+        None => 0,
+    }
+}
+
+/// Parses `YYYY-MM-DD`, `YYYYMMDD` or `DD/MM/YYYY`.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    ["%Y-%m-%d", "%Y%m%d", "%d/%m/%Y"]
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+}
+
+/// Compares every comparison over the same candidate pairs, one `Vec<u8>` of levels per
+/// comparison. `columns[k]` is the `(left, right)` column of `comparisons[k]`. Comparisons
+/// run on separate threads (scoped, at most the available parallelism) when there are
+/// enough pairs for it to pay.
+pub fn compare_all(
+    comparisons: &[Comparison],
+    columns: &[(&StringArray, &StringArray)],
+    left_idx: &[u32],
+    right_idx: &[u32],
+) -> Result<Vec<Vec<u8>>> {
+    if comparisons.len() != columns.len() {
+        return Err(Error::InvalidOperation(format!(
+            "{} comparisons but {} column pairs",
+            comparisons.len(),
+            columns.len()
+        )));
+    }
+    if left_idx.len() < 50_000 || comparisons.len() < 2 {
+        return comparisons
+            .iter()
+            .zip(columns)
+            .map(|(c, (l, r))| c.compare(l, r, left_idx, right_idx))
+            .collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = comparisons
+            .iter()
+            .zip(columns)
+            .map(|(c, (l, r))| s.spawn(move || c.compare(l, r, left_idx, right_idx)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| Error::InvalidOperation("comparison thread panicked".into()))?
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_and_null() {
+        let c = Comparison::new("x", ComparisonKind::Exact);
+        assert_eq!(c.level(Some("a"), Some("a")), 1);
+        assert_eq!(c.level(Some("a"), Some("b")), 0);
+        assert_eq!(c.level(None, Some("b")), NULL_LEVEL);
+        assert_eq!(c.level(Some(" "), Some("b")), NULL_LEVEL);
+    }
+
+    #[test]
+    fn columnar_compare() {
+        let c = Comparison::new("x", ComparisonKind::Exact);
+        let a = StringArray::from(vec![Some("a"), None, Some("b")]);
+        let levels = c.compare(&a, &a, &[0, 0, 1], &[2, 0, 2]).unwrap();
+        assert_eq!(levels, vec![0, 1, NULL_LEVEL]);
+        assert!(c.compare(&a, &a, &[5], &[0]).is_err());
+    }
+}

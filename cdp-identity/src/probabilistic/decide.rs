@@ -1,0 +1,171 @@
+//! Decisions: auto-link, review, or no link, by match probability.
+//!
+//! Auto-links enter the [`IdentityGraph`] through [`IdentityGraph::observe`] as links with
+//! rule [`PROBABILISTIC_RULE`] and the match probability as confidence, so the identifier
+//! limits and blocked values of the deterministic rules still apply: a link the rules
+//! refuse is counted in [`GraphOutcome::refused`] and nothing merges.
+//!
+//! Review-band pairs are returned in [`GraphOutcome::review`]. The graph's review queue
+//! only holds merges produced while it is frozen and has no API to enqueue an arbitrary
+//! pair, so putting them there would require changing the graph.
+
+use arrow::array::{Array, StringArray};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::graph::{Evidence, IdentityGraph};
+
+/// The rule name recorded on probabilistic links.
+pub const PROBABILISTIC_RULE: &str = "probabilistic";
+
+/// Probability thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// At or above: linked automatically.
+    pub auto_link: f64,
+    /// At or above (and below `auto_link`): sent to review.
+    pub review: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            auto_link: 0.95,
+            review: 0.5,
+        }
+    }
+}
+
+/// What to do with a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Link automatically.
+    Link,
+    /// Ask a person.
+    Review,
+    /// Leave apart.
+    NoLink,
+}
+
+impl Thresholds {
+    /// Checks `0 <= review <= auto_link <= 1`.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0 <= self.review && self.review <= self.auto_link && self.auto_link <= 1.0) {
+            return Err(Error::Config(format!(
+                "thresholds must satisfy 0 <= review ({}) <= auto_link ({}) <= 1",
+                self.review, self.auto_link
+            )));
+        }
+        Ok(())
+    }
+
+    /// The decision for one probability.
+    pub fn decide(&self, probability: f64) -> Decision {
+        if probability >= self.auto_link {
+            Decision::Link
+        } else if probability >= self.review {
+            Decision::Review
+        } else {
+            Decision::NoLink
+        }
+    }
+}
+
+/// A pair waiting for a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewPair {
+    /// Left row.
+    pub left: u32,
+    /// Right row.
+    pub right: u32,
+    /// Left record id.
+    pub left_id: String,
+    /// Right record id.
+    pub right_id: String,
+    /// Match probability.
+    pub probability: f64,
+}
+
+/// What applying the decisions to a graph did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GraphOutcome {
+    /// Auto-link pairs that ended up in one profile.
+    pub linked: usize,
+    /// Auto-link pairs the graph's rules refused (limit, blocked value, scope).
+    pub refused: usize,
+    /// Pairs in the review band.
+    pub review: Vec<ReviewPair>,
+    /// Pairs below the review threshold.
+    pub no_link: usize,
+    /// Pairs skipped because an id was null or empty.
+    pub missing_id: usize,
+}
+
+/// Applies the thresholds to scored pairs: auto-links are observed in `graph` as links
+/// between the identifiers (`kind`, left id) and (`kind`, right id) with rule
+/// [`PROBABILISTIC_RULE`] and confidence = probability; review-band pairs are returned.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_to_graph(
+    graph: &mut IdentityGraph,
+    thresholds: &Thresholds,
+    kind: &str,
+    left_ids: &StringArray,
+    right_ids: &StringArray,
+    left_idx: &[u32],
+    right_idx: &[u32],
+    probabilities: &[f64],
+    at: i64,
+    source: &str,
+) -> Result<GraphOutcome> {
+    thresholds.validate()?;
+    if left_idx.len() != right_idx.len() || left_idx.len() != probabilities.len() {
+        return Err(Error::InvalidOperation(
+            "pairs and probabilities differ in length".into(),
+        ));
+    }
+    let id = |a: &StringArray, i: u32| -> Option<String> {
+        let i = i as usize;
+        (i < a.len() && a.is_valid(i) && !a.value(i).trim().is_empty())
+            .then(|| a.value(i).to_string())
+    };
+    let mut out = GraphOutcome::default();
+    for ((&l, &r), &p) in left_idx.iter().zip(right_idx).zip(probabilities) {
+        let decision = thresholds.decide(p);
+        if decision == Decision::NoLink {
+            out.no_link += 1;
+            continue;
+        }
+        let (Some(a), Some(b)) = (id(left_ids, l), id(right_ids, r)) else {
+            out.missing_id += 1;
+            continue;
+        };
+        match decision {
+            Decision::Review => out.review.push(ReviewPair {
+                left: l,
+                right: r,
+                left_id: a,
+                right_id: b,
+                probability: p,
+            }),
+            Decision::Link => {
+                let evidence = Evidence {
+                    at,
+                    source: source.to_string(),
+                    rule: PROBABILISTIC_RULE.to_string(),
+                    confidence: p as f32,
+                };
+                graph.observe(&[(kind, &a), (kind, &b)], &evidence)?;
+                let pa = graph.profile_of(kind, &a);
+                if pa.is_some() && pa == graph.profile_of(kind, &b) {
+                    out.linked += 1;
+                } else {
+                    out.refused += 1;
+                }
+            }
+            Decision::NoLink => {}
+        }
+    }
+    Ok(out)
+}
