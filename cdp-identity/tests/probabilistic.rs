@@ -1,0 +1,491 @@
+//! Integration tests of probabilistic matching: hand-checked comparison levels, blocking,
+//! EM on data with known m and u, explanations, and decisions into the identity graph.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use cdp_identity::IdentityGraph;
+use cdp_identity::probabilistic::*;
+
+fn table(columns: &[(&str, Vec<Option<&str>>)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(n, _)| Field::new(*n, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays = columns
+        .iter()
+        .map(|(_, v)| Arc::new(StringArray::from(v.clone())) as _)
+        .collect();
+    RecordBatch::try_new(schema, arrays).unwrap()
+}
+
+fn level(kind: ComparisonKind, a: &str, b: &str) -> u8 {
+    Comparison::new("x", kind).level(Some(a), Some(b))
+}
+
+mod levels {
+    use super::*;
+
+    #[test]
+    fn exact() {
+        let c = Comparison::new("x", ComparisonKind::Exact);
+        assert_eq!(c.num_levels(), 2);
+        assert_eq!(c.level(Some("ada"), Some("ada")), 1);
+        assert_eq!(c.level(Some("ada"), Some("bob")), 0);
+        assert_eq!(c.level(Some("ada"), None), NULL_LEVEL);
+        assert_eq!(c.level(Some(""), Some("ada")), NULL_LEVEL);
+    }
+
+    #[test]
+    fn jaro_winkler_bands() {
+        let kind = || ComparisonKind::JaroWinkler {
+            thresholds: vec![0.92, 0.8],
+        };
+        // martha/marhta = 0.961, dwayne/duane = 0.84 (the textbook values).
+        assert_eq!(level(kind(), "martha", "martha"), 3);
+        assert_eq!(level(kind(), "martha", "marhta"), 2);
+        assert_eq!(level(kind(), "dwayne", "duane"), 1);
+        assert_eq!(level(kind(), "abc", "xyz"), 0);
+        let c = Comparison::new("x", kind());
+        assert_eq!(c.level(None, Some("a")), NULL_LEVEL);
+        assert_eq!(c.level_label(2), "jaro-winkler >= 0.92");
+        assert_eq!(c.level_label(1), "jaro-winkler >= 0.8");
+    }
+
+    #[test]
+    fn levenshtein_bands() {
+        let kind = || ComparisonKind::Levenshtein {
+            max_distances: vec![1, 2],
+        };
+        assert_eq!(level(kind(), "kitten", "kitten"), 3);
+        assert_eq!(level(kind(), "kitten", "sitten"), 2);
+        assert_eq!(level(kind(), "kitten", "sittin"), 1);
+        assert_eq!(level(kind(), "kitten", "sitting"), 0);
+        // A transposition is two Levenshtein edits ...
+        assert_eq!(level(kind(), "abcd", "abdc"), 1);
+        // ... and one Damerau edit.
+        let damerau = ComparisonKind::DamerauLevenshtein {
+            max_distances: vec![1],
+        };
+        assert_eq!(level(damerau.clone(), "abcd", "abdc"), 1);
+        assert_eq!(level(damerau.clone(), "abcd", "abcd"), 2);
+        assert_eq!(level(damerau, "abcd", "badc"), 0);
+    }
+
+    #[test]
+    fn dates() {
+        let kind = || ComparisonKind::Date { tolerance_days: 30 };
+        assert_eq!(level(kind(), "1980-02-01", "1980-02-01"), 3);
+        assert_eq!(level(kind(), "19800201", "1980-02-01"), 3);
+        assert_eq!(level(kind(), "01/02/1980", "1980-02-01"), 3);
+        assert_eq!(level(kind(), "1980-02-01", "1980-01-02"), 2);
+        assert_eq!(level(kind(), "1980-02-01", "1980-02-25"), 1);
+        assert_eq!(level(kind(), "1980-02-01", "1981-02-01"), 0);
+        assert_eq!(level(kind(), "not a date", "1980-02-01"), NULL_LEVEL);
+        assert_eq!(level(kind(), "??", "??"), 3);
+        let c = Comparison::new("dob", kind());
+        assert_eq!(c.level_label(2), "day and month swapped");
+        assert_eq!(c.level_label(1), "within 30 days");
+    }
+
+    #[test]
+    fn numbers() {
+        let kind = || ComparisonKind::Numeric { tolerance: 2.0 };
+        assert_eq!(level(kind(), "10", "10"), 2);
+        assert_eq!(level(kind(), "10", "10.0"), 2);
+        assert_eq!(level(kind(), "10", "11.5"), 1);
+        assert_eq!(level(kind(), "10", "13"), 0);
+        assert_eq!(level(kind(), "ten", "10"), NULL_LEVEL);
+    }
+
+    #[test]
+    fn invalid_thresholds_are_refused() {
+        let c = Comparison::new(
+            "x",
+            ComparisonKind::JaroWinkler {
+                thresholds: vec![0.8, 0.9],
+            },
+        );
+        assert!(c.validate().is_err());
+        assert!(FellegiSunter::new(vec![c]).is_err());
+    }
+
+    #[test]
+    fn columnar_levels_for_pairs() {
+        let t = table(&[("name", vec![Some("ann"), Some("anne"), None, Some("bob")])]);
+        let name = string_column(&t, "name").unwrap();
+        let comparisons = vec![
+            Comparison::new("name", ComparisonKind::Exact),
+            Comparison::new(
+                "name",
+                ComparisonKind::Levenshtein {
+                    max_distances: vec![1],
+                },
+            ),
+        ];
+        let levels = compare_all(
+            &comparisons,
+            &[(&name, &name), (&name, &name)],
+            &[0, 0, 1],
+            &[1, 2, 3],
+        )
+        .unwrap();
+        assert_eq!(levels, vec![vec![0, NULL_LEVEL, 0], vec![1, NULL_LEVEL, 0]]);
+    }
+}
+
+mod blocking {
+    use super::*;
+
+    fn people() -> RecordBatch {
+        table(&[
+            (
+                "surname",
+                vec![
+                    Some("Smith"),
+                    Some("Smyth"),
+                    Some("Jones"),
+                    Some("Johns"),
+                    None,
+                ],
+            ),
+            (
+                "postcode",
+                vec![
+                    Some("AB1"),
+                    Some("AB1"),
+                    Some("CD2"),
+                    Some("AB1"),
+                    Some("CD2"),
+                ],
+            ),
+        ])
+    }
+
+    #[test]
+    fn dedupe_union_is_deduplicated() {
+        let blocking = Blocking::new(vec![
+            BlockingRule::single(BlockingKey::Soundex {
+                column: "surname".into(),
+            }),
+            BlockingRule::single(BlockingKey::Exact {
+                column: "postcode".into(),
+            }),
+        ]);
+        let pairs = blocking.dedupe(&people()).unwrap();
+        let mut got: Vec<(u32, u32)> = pairs
+            .left
+            .iter()
+            .copied()
+            .zip(pairs.right.clone())
+            .collect();
+        got.sort_unstable();
+        // Soundex: Smith/Smyth (S530), Jones/Johns (J520). Postcode AB1: 0,1,3; CD2: 2,4.
+        assert_eq!(got, vec![(0, 1), (0, 3), (1, 3), (2, 3), (2, 4)]);
+        assert_eq!(pairs.per_rule, vec![2, 3]); // (0,1) is not counted twice
+        assert_eq!(pairs.len(), 5); // out of 10 in the cross product
+    }
+
+    #[test]
+    fn link_two_tables_and_block_limit() {
+        let right = table(&[
+            ("surname", vec![Some("smith"), Some("Brown")]),
+            ("postcode", vec![Some("AB1"), Some("XY9")]),
+        ]);
+        let mut blocking = Blocking::new(vec![BlockingRule {
+            keys: vec![
+                BlockingKey::Prefix {
+                    column: "surname".into(),
+                    len: 2,
+                },
+                BlockingKey::Exact {
+                    column: "postcode".into(),
+                },
+            ],
+        }]);
+        let pairs = blocking.link(&people(), &right).unwrap();
+        assert_eq!(
+            (pairs.left.clone(), pairs.right.clone()),
+            (vec![0, 1], vec![0, 0])
+        );
+        blocking.max_block_size = Some(1);
+        let pairs = blocking.link(&people(), &right).unwrap();
+        assert!(pairs.is_empty());
+        assert_eq!(pairs.skipped_blocks, vec![3]);
+    }
+
+    #[test]
+    fn missing_column_is_an_error() {
+        let blocking = Blocking::new(vec![BlockingRule::single(BlockingKey::Exact {
+            column: "nope".into(),
+        })]);
+        assert!(blocking.dedupe(&people()).is_err());
+    }
+}
+
+mod em {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn pick(&mut self, p: &[f64]) -> u8 {
+            let x = self.next();
+            let mut acc = 0.0;
+            for (i, q) in p.iter().enumerate() {
+                acc += q;
+                if x < acc {
+                    return i as u8;
+                }
+            }
+            (p.len() - 1) as u8
+        }
+    }
+
+    fn comparisons() -> Vec<Comparison> {
+        vec![
+            Comparison::new(
+                "first",
+                ComparisonKind::JaroWinkler {
+                    thresholds: vec![0.9],
+                },
+            ),
+            Comparison::new("surname", ComparisonKind::Exact),
+            Comparison::new("dob", ComparisonKind::Date { tolerance_days: 30 }),
+            Comparison::new("postcode", ComparisonKind::Exact),
+        ]
+    }
+
+    /// Known parameters; levels generated from them, 5% nulls.
+    /// Per comparison, per level.
+    type Table = Vec<Vec<f64>>;
+
+    fn generated(n: usize) -> (f64, Table, Table, Vec<Vec<u8>>) {
+        let lambda = 0.2;
+        let m = vec![
+            vec![0.05, 0.15, 0.8],
+            vec![0.1, 0.9],
+            vec![0.05, 0.05, 0.1, 0.8],
+            vec![0.15, 0.85],
+        ];
+        let u = vec![
+            vec![0.9, 0.08, 0.02],
+            vec![0.95, 0.05],
+            vec![0.97, 0.005, 0.02, 0.005],
+            vec![0.7, 0.3],
+        ];
+        let mut rng = Rng(11);
+        let mut levels = vec![Vec::with_capacity(n); m.len()];
+        for _ in 0..n {
+            let is_match = rng.next() < lambda;
+            for k in 0..m.len() {
+                let l = if rng.next() < 0.05 {
+                    NULL_LEVEL
+                } else if is_match {
+                    rng.pick(&m[k])
+                } else {
+                    rng.pick(&u[k])
+                };
+                levels[k].push(l);
+            }
+        }
+        (lambda, m, u, levels)
+    }
+
+    #[test]
+    fn recovers_known_m_and_lambda_with_u_fixed() {
+        let (lambda, m, u, levels) = generated(50_000);
+        let mut model = FellegiSunter::new(comparisons()).unwrap();
+        model.u = u;
+        let report = model.estimate_m(&levels, EmOptions::default()).unwrap();
+        assert!(report.converged, "{report:?}");
+        assert!(
+            (model.lambda - lambda).abs() < 0.02,
+            "lambda {}",
+            model.lambda
+        );
+        for (got, want) in model.m.iter().zip(&m) {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 0.03, "m {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn recovers_known_m_and_u_together() {
+        let (lambda, m, u, levels) = generated(50_000);
+        let mut model = FellegiSunter::new(comparisons()).unwrap();
+        let options = EmOptions {
+            fix_u: false,
+            max_iterations: 500,
+            ..EmOptions::default()
+        };
+        let report = model.estimate_m(&levels, options).unwrap();
+        assert!(report.converged, "{report:?}");
+        assert!(
+            (model.lambda - lambda).abs() < 0.03,
+            "lambda {}",
+            model.lambda
+        );
+        for (got, want) in model.m.iter().zip(&m).chain(model.u.iter().zip(&u)) {
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 0.04, "{got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn u_from_random_pairs() {
+        // 1000 rows, 10 equally common values: a random pair agrees with probability 0.1.
+        let values: Vec<String> = (0..1000).map(|i| format!("v{}", i % 10)).collect();
+        let column = StringArray::from(values.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut model =
+            FellegiSunter::new(vec![Comparison::new("v", ComparisonKind::Exact)]).unwrap();
+        model
+            .estimate_u(&[(&column, &column)], 1000, None, 20_000, 1)
+            .unwrap();
+        assert!((model.u[0][1] - 0.1).abs() < 0.01, "{:?}", model.u[0]);
+    }
+}
+
+mod explain {
+    use super::*;
+
+    fn fitted() -> (FellegiSunter, Vec<Vec<u8>>, StringArray, Vec<u32>) {
+        let surname = StringArray::from(vec!["smith", "smith", "smith", "kowalczyk", "kowalczyk"]);
+        let mut model = FellegiSunter::new(vec![
+            Comparison::new("surname", ComparisonKind::Exact).with_term_frequency(),
+            Comparison::new("dob", ComparisonKind::Date { tolerance_days: 10 }),
+        ])
+        .unwrap();
+        model.lambda = 0.1;
+        model.m = vec![vec![0.1, 0.9], vec![0.05, 0.05, 0.1, 0.8]];
+        model.u = vec![vec![0.8, 0.2], vec![0.9, 0.01, 0.04, 0.05]];
+        model
+            .set_term_frequencies(0, TermFrequencies::from_columns(&[&surname]))
+            .unwrap();
+        // Pairs: (0,1) smith/smith, (3,4) kowalczyk/kowalczyk, (0,3) differ; dob varies.
+        let levels = vec![vec![1, 1, 0], vec![3, 3, NULL_LEVEL]];
+        (model, levels, surname, vec![0, 3, 0])
+    }
+
+    #[test]
+    fn weights_sum_to_total() {
+        let (model, levels, surname, left) = fitted();
+        let tf = [Some(&surname), None];
+        let weights = model.score(&levels, &tf, &left).unwrap();
+        for (pair, total) in weights.iter().enumerate() {
+            let e = model.explain(&levels, &tf, &left, pair).unwrap();
+            let sum = e.prior_weight
+                + e.terms
+                    .iter()
+                    .map(|t| t.weight + t.tf_adjustment)
+                    .sum::<f64>();
+            assert!((sum - e.total_weight).abs() < 1e-12);
+            assert!((e.total_weight - total).abs() < 1e-12);
+            assert!((e.probability - probability(*total)).abs() < 1e-12);
+        }
+        // Hand-checked: prior log2(0.1/0.9), exact surname log2(0.9/0.2) plus the
+        // adjustment log2(0.2/0.6) (smith is 3 of 5 records), dob exact log2(0.8/0.05).
+        let e = model.explain(&levels, &tf, &left, 0).unwrap();
+        let want =
+            (0.1f64 / 0.9).log2() + (0.9f64 / 0.2).log2() + (0.2f64 / 0.6).log2() + 16f64.log2();
+        assert!((e.total_weight - want).abs() < 1e-9);
+        // The rarer surname weighs more.
+        assert!(weights[1] > weights[0]);
+        // A null comparison contributes nothing and says so.
+        let e = model.explain(&levels, &tf, &left, 2).unwrap();
+        assert_eq!(e.terms[1].level, None);
+        assert_eq!(e.terms[1].weight, 0.0);
+        assert_eq!(e.terms[1].label, "null (unknown)");
+    }
+
+    #[test]
+    fn text_and_serde() {
+        let (model, levels, surname, left) = fitted();
+        let e = model
+            .explain(&levels, &[Some(&surname), None], &left, 0)
+            .unwrap();
+        let text = e.to_string();
+        assert!(text.contains("prior"), "{text}");
+        assert!(text.contains("term frequency"), "{text}");
+        assert!(text.contains("total"), "{text}");
+        let json = serde_json::to_string(&e).unwrap();
+        let back: PairExplanation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+}
+
+mod decide {
+    use super::*;
+
+    #[test]
+    fn thresholds_split_pairs_and_links_obey_rules() {
+        let rules = serde_json::from_str(
+            r#"{"identifiers": [{"name": "customer_id", "priority": 1}],
+                "blocked_values": ["unknown"]}"#,
+        )
+        .unwrap();
+        let mut graph = IdentityGraph::from_config(rules).unwrap();
+        let ids = StringArray::from(vec!["c1", "c2", "c3", "c4", "unknown", "c5"]);
+        let thresholds = Thresholds {
+            auto_link: 0.9,
+            review: 0.5,
+        };
+        assert_eq!(thresholds.decide(0.95), Decision::Link);
+        assert_eq!(thresholds.decide(0.6), Decision::Review);
+        assert_eq!(thresholds.decide(0.1), Decision::NoLink);
+        let out = apply_to_graph(
+            &mut graph,
+            &thresholds,
+            "customer_id",
+            &ids,
+            &ids,
+            &[0, 2, 0, 4],
+            &[1, 3, 3, 5],
+            &[0.99, 0.7, 0.1, 0.99],
+            1_000,
+            "matcher",
+        )
+        .unwrap();
+        assert_eq!(out.linked, 1);
+        assert_eq!(out.refused, 1); // "unknown" is a blocked value
+        assert_eq!(out.no_link, 1);
+        assert_eq!(out.review.len(), 1);
+        assert_eq!(
+            (
+                out.review[0].left_id.as_str(),
+                out.review[0].right_id.as_str()
+            ),
+            ("c3", "c4")
+        );
+        assert_eq!(
+            graph.profile_of("customer_id", "c1"),
+            graph.profile_of("customer_id", "c2")
+        );
+        // Review-band pairs are not written to the graph.
+        assert_eq!(graph.profile_of("customer_id", "c3"), None);
+        let link = graph.digest().links.into_iter().next().unwrap();
+        assert_eq!(link.rule, PROBABILISTIC_RULE);
+        assert!((f32::from_bits(link.confidence_bits) - 0.99).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_thresholds_are_refused() {
+        let t = Thresholds {
+            auto_link: 0.4,
+            review: 0.5,
+        };
+        assert!(t.validate().is_err());
+    }
+}
