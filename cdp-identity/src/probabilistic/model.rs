@@ -424,6 +424,17 @@ impl FellegiSunter {
     }
 
     fn check_levels(&self, levels: &[Vec<u8>]) -> Result<()> {
+        // A deserialised model may not match its comparisons.
+        let shapes_match = self.m.len() == self.comparisons.len()
+            && self.u.len() == self.comparisons.len()
+            && self.comparisons.iter().enumerate().all(|(k, c)| {
+                self.m[k].len() == c.num_levels() && self.u[k].len() == c.num_levels()
+            });
+        if !shapes_match {
+            return Err(Error::InvalidOperation(
+                "m and u do not have one probability per level of each comparison".into(),
+            ));
+        }
         if levels.len() != self.comparisons.len() {
             return Err(Error::InvalidOperation(format!(
                 "{} level vectors for {} comparisons",
@@ -582,6 +593,16 @@ mod tests {
     fn probability_of_weights() {
         assert!((probability(0.0) - 0.5).abs() < 1e-12);
         assert!((probability(1.0) - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mismatched_parameters_are_an_error_not_a_panic() {
+        let c = Comparison::new("x", super::super::comparison::ComparisonKind::Exact);
+        let mut model = FellegiSunter::new(vec![c]).unwrap();
+        model.m[0].pop();
+        assert!(model.score(&[vec![0]], &[], &[0]).is_err());
+        model.m.clear();
+        assert!(model.explain(&[vec![0]], &[], &[0], 0).is_err());
     }
 
     #[test]
