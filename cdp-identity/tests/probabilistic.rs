@@ -115,6 +115,34 @@ mod levels {
     }
 
     #[test]
+    fn parallel_levels_equal_sequential() {
+        let values: Vec<String> = (0..500).map(|i| format!("name{}", i % 37)).collect();
+        let column = StringArray::from(values.iter().map(String::as_str).collect::<Vec<_>>());
+        let (left, right): (Vec<u32>, Vec<u32>) = (0..120_000u32)
+            .map(|i| (i % 500, (i * 7 + 3) % 500))
+            .unzip();
+        let comparisons = vec![
+            Comparison::new(
+                "n",
+                ComparisonKind::JaroWinkler {
+                    thresholds: vec![0.9],
+                },
+            ),
+            Comparison::new("n", ComparisonKind::Exact),
+        ];
+        let all = compare_all(
+            &comparisons,
+            &[(&column, &column), (&column, &column)],
+            &left,
+            &right,
+        )
+        .unwrap();
+        for (c, levels) in comparisons.iter().zip(&all) {
+            assert_eq!(levels, &c.compare(&column, &column, &left, &right).unwrap());
+        }
+    }
+
+    #[test]
     fn columnar_levels_for_pairs() {
         let t = table(&[("name", vec![Some("ann"), Some("anne"), None, Some("bob")])]);
         let name = string_column(&t, "name").unwrap();

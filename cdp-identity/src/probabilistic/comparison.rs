@@ -298,9 +298,9 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 }
 
 /// Compares every comparison over the same candidate pairs, one `Vec<u8>` of levels per
-/// comparison. `columns[k]` is the `(left, right)` column of `comparisons[k]`. Comparisons
-/// run on separate threads (scoped, at most the available parallelism) when there are
-/// enough pairs for it to pay.
+/// comparison. `columns[k]` is the `(left, right)` column of `comparisons[k]`. With enough
+/// pairs for it to pay, each comparison runs on scoped threads, one chunk of pairs per
+/// available core.
 pub fn compare_all(
     comparisons: &[Comparison],
     columns: &[(&StringArray, &StringArray)],
@@ -314,24 +314,40 @@ pub fn compare_all(
             columns.len()
         )));
     }
-    if left_idx.len() < 50_000 || comparisons.len() < 2 {
+    if left_idx.len() < 50_000 {
         return comparisons
             .iter()
             .zip(columns)
             .map(|(c, (l, r))| c.compare(l, r, left_idx, right_idx))
             .collect();
     }
+    // Every comparison is cut into chunks of pairs, so that one expensive comparison
+    // (Jaro-Winkler on long strings) does not leave the other cores idle.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk = left_idx.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> = comparisons
+        let handles: Vec<Vec<_>> = comparisons
             .iter()
             .zip(columns)
-            .map(|(c, (l, r))| s.spawn(move || c.compare(l, r, left_idx, right_idx)))
+            .map(|(c, (l, r))| {
+                left_idx
+                    .chunks(chunk)
+                    .zip(right_idx.chunks(chunk))
+                    .map(|(li, ri)| s.spawn(move || c.compare(l, r, li, ri)))
+                    .collect()
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| Error::InvalidOperation("comparison thread panicked".into()))?
+            .map(|parts| {
+                let mut levels = Vec::with_capacity(left_idx.len());
+                for h in parts {
+                    let part = h.join().map_err(|_| {
+                        Error::InvalidOperation("comparison thread panicked".into())
+                    })??;
+                    levels.extend(part);
+                }
+                Ok(levels)
             })
             .collect()
     })
