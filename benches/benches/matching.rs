@@ -19,7 +19,7 @@ use cdp_identity::probabilistic::{
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-const PEOPLE: usize = 20_000;
+const PEOPLE: usize = 8_000;
 
 struct Rng(u64);
 
