@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use cdp_identity::IdentityGraph;
 use cdp_identity::probabilistic::*;
@@ -112,6 +112,55 @@ mod levels {
         );
         assert!(c.validate().is_err());
         assert!(FellegiSunter::new(vec![c]).is_err());
+    }
+
+    #[test]
+    fn columnar_dates_and_numbers_equal_pairwise_levels() {
+        let dates = StringArray::from(vec![
+            Some("1980-02-01"),
+            Some(" 19800201"),
+            Some("1980-01-02"),
+            Some("1980-02-20"),
+            Some("junk"),
+            Some("junk"),
+            Some(""),
+            None,
+            Some("1999-12-31"),
+        ]);
+        let numbers = StringArray::from(vec![
+            Some("10"),
+            Some("10.0"),
+            Some("11"),
+            Some("x"),
+            Some("x"),
+            None,
+            Some(" "),
+            Some("50"),
+            Some("9"),
+        ]);
+        let n = dates.len() as u32;
+        let (left, right): (Vec<u32>, Vec<u32>) =
+            (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).unzip();
+        for (c, column) in [
+            (
+                Comparison::new("d", ComparisonKind::Date { tolerance_days: 30 }),
+                &dates,
+            ),
+            (
+                Comparison::new("n", ComparisonKind::Numeric { tolerance: 1.0 }),
+                &numbers,
+            ),
+        ] {
+            let columnar = c.compare(column, column, &left, &right).unwrap();
+            for (k, (&i, &j)) in left.iter().zip(&right).enumerate() {
+                let value = |r: u32| {
+                    column
+                        .is_valid(r as usize)
+                        .then(|| column.value(r as usize))
+                };
+                assert_eq!(columnar[k], c.level(value(i), value(j)), "{i} {j}");
+            }
+        }
     }
 
     #[test]

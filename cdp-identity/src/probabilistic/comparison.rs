@@ -214,33 +214,13 @@ impl Comparison {
                 if a == b {
                     return exact;
                 }
-                let (Some(x), Some(y)) = (parse_date(a), parse_date(b)) else {
-                    return NULL_LEVEL;
-                };
-                if x == y {
-                    exact
-                } else if x.year() == y.year() && x.day() == y.month() && x.month() == y.day() {
-                    2
-                } else if (x - y).num_days().abs() <= *tolerance_days {
-                    1
-                } else {
-                    0
-                }
+                date_level(parse_date(a), parse_date(b), *tolerance_days)
             }
             ComparisonKind::Numeric { tolerance } => {
                 if a == b {
                     return exact;
                 }
-                let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) else {
-                    return NULL_LEVEL;
-                };
-                if x == y {
-                    2
-                } else if (x - y).abs() <= *tolerance {
-                    1
-                } else {
-                    0
-                }
+                numeric_level(a.parse().ok(), b.parse().ok(), *tolerance)
             }
         }
     }
@@ -262,11 +242,101 @@ impl Comparison {
             )));
         }
         let name = &self.column;
+        match &self.kind {
+            // Dates and numbers are parsed once per row, not once per pair.
+            ComparisonKind::Date { tolerance_days } => {
+                let (lp, rp) = (parse_rows(left, parse_date), parse_rows(right, parse_date));
+                self.compare_parsed(left, right, left_idx, right_idx, |l, r| {
+                    date_level(lp[l], rp[r], *tolerance_days)
+                })
+            }
+            ComparisonKind::Numeric { tolerance } => {
+                let number = |s: &str| s.parse::<f64>().ok();
+                let (lp, rp) = (parse_rows(left, number), parse_rows(right, number));
+                self.compare_parsed(left, right, left_idx, right_idx, |l, r| {
+                    numeric_level(lp[l], rp[r], *tolerance)
+                })
+            }
+            _ => left_idx
+                .iter()
+                .zip(right_idx)
+                .map(|(&l, &r)| Ok(self.level(value(left, l, name)?, value(right, r, name)?)))
+                .collect(),
+        }
+    }
+
+    /// Pairs whose values are both present, not empty and not equal go to `parsed` with
+    /// their row numbers; the rest are null or exact as in [`Comparison::level`].
+    fn compare_parsed(
+        &self,
+        left: &StringArray,
+        right: &StringArray,
+        left_idx: &[u32],
+        right_idx: &[u32],
+        parsed: impl Fn(usize, usize) -> u8,
+    ) -> Result<Vec<u8>> {
+        let exact = self.exact_level();
         left_idx
             .iter()
             .zip(right_idx)
-            .map(|(&l, &r)| Ok(self.level(value(left, l, name)?, value(right, r, name)?)))
+            .map(|(&l, &r)| {
+                let (a, b) = (
+                    value(left, l, &self.column)?,
+                    value(right, r, &self.column)?,
+                );
+                let (Some(a), Some(b)) = (a, b) else {
+                    return Ok(NULL_LEVEL);
+                };
+                let (a, b) = (a.trim(), b.trim());
+                Ok(if a.is_empty() || b.is_empty() {
+                    NULL_LEVEL
+                } else if a == b {
+                    exact
+                } else {
+                    parsed(l as usize, r as usize)
+                })
+            })
             .collect()
+    }
+}
+
+/// Every row of `array` parsed (trimmed); `None` for null or unparseable.
+fn parse_rows<T>(array: &StringArray, parse: impl Fn(&str) -> Option<T>) -> Vec<Option<T>> {
+    array
+        .iter()
+        .map(|v| v.and_then(|v| parse(v.trim())))
+        .collect()
+}
+
+/// The level of two different date strings: exact (equal dates written differently),
+/// swapped day and month, within tolerance, different; null when either did not parse.
+fn date_level(x: Option<NaiveDate>, y: Option<NaiveDate>, tolerance_days: i64) -> u8 {
+    let (Some(x), Some(y)) = (x, y) else {
+        return NULL_LEVEL;
+    };
+    if x == y {
+        3
+    } else if x.year() == y.year() && x.day() == y.month() && x.month() == y.day() {
+        2
+    } else if (x - y).num_days().abs() <= tolerance_days {
+        1
+    } else {
+        0
+    }
+}
+
+/// The level of two different number strings: exact (equal numbers written differently),
+/// within tolerance, different; null when either did not parse.
+fn numeric_level(x: Option<f64>, y: Option<f64>, tolerance: f64) -> u8 {
+    let (Some(x), Some(y)) = (x, y) else {
+        return NULL_LEVEL;
+    };
+    if x == y {
+        2
+    } else if (x - y).abs() <= tolerance {
+        1
+    } else {
+        0
     }
 }
 
