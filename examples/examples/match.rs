@@ -58,7 +58,7 @@ struct Args {
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
     /// Random pairs sampled to estimate u.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 100_000)]
     u_samples: usize,
     /// Where to write the links (left_id,right_id,match_weight,probability).
     #[arg(long)]
@@ -245,7 +245,11 @@ fn pick(name: &str) -> (Comparison, Option<BlockingRule>) {
         });
         (Comparison::new(name, jw(vec![0.92, 0.8])), Some(rule))
     } else if has(&["given", "first", "forename"]) {
-        (Comparison::new(name, jw(vec![0.92, 0.8])), None)
+        // A second name-based block catches pairs whose surname was mistyped.
+        let rule = BlockingRule::single(BlockingKey::Soundex {
+            column: name.to_string(),
+        });
+        (Comparison::new(name, jw(vec![0.92, 0.8])), Some(rule))
     } else if has(&["birth", "dob"]) {
         let kind = ComparisonKind::Date {
             tolerance_days: 365,
@@ -263,7 +267,11 @@ fn pick(name: &str) -> (Comparison, Option<BlockingRule>) {
         let kind = ComparisonKind::Levenshtein {
             max_distances: vec![1, 2],
         };
-        (Comparison::new(name, kind), None)
+        // Strong ids also block: a pair with every name and date mistyped still shares one.
+        let rule = has(&["soc_sec", "ssn", "email", "phone"])
+            .then(exact_rule)
+            .flatten();
+        (Comparison::new(name, kind), rule)
     } else if has(&["age"]) {
         (
             Comparison::new(name, ComparisonKind::Numeric { tolerance: 2.0 }),
