@@ -6,8 +6,6 @@
 //! column upstream does not make every record look new. Each column is hashed in one pass
 //! over its values (xxh3, two chained 64-bit lanes), never by serialising rows.
 
-use std::sync::Arc;
-
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
@@ -249,13 +247,10 @@ impl ToLeBytes for f64 {
     }
 }
 
-/// A helper for tests and connectors that need a hash column by itself.
-pub fn hash_column_array(name: &str, column: &ArrayRef) -> Result<ArrayRef> {
-    Ok(Arc::new(record_hashes(&[(name, column)], column.len())?))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use arrow::array::{DictionaryArray, Int32Array, Int64Array, LargeStringArray, StructArray};
     use arrow::datatypes::{Field, Int32Type};
