@@ -70,7 +70,7 @@ pub use sources::{
 #[cfg(feature = "postgres")]
 pub use destinations::{PostgresDestination, PostgresDestinationConfig};
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresConnection, PostgresStateStore};
+pub use postgres::{PostgresConnection, PostgresSslMode, PostgresStateStore};
 #[cfg(feature = "postgres")]
 pub use sources::{
     FullRefreshDeletes, PostgresSource, PostgresSourceConfig, PostgresStreamConfig, PostgresTable,

@@ -19,3 +19,5 @@ mod pipeline;
 mod source;
 #[path = "postgres/state_store.rs"]
 mod state_store;
+#[path = "postgres/tls.rs"]
+mod tls;

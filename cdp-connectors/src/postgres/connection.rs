@@ -1,12 +1,14 @@
 //! Connection settings, connecting, and the mapping of driver errors onto [`cdp_core::Error`].
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use cdp_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::config::SslMode;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, NoTls};
 
 /// Default connect timeout.
@@ -21,16 +23,46 @@ const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 /// Kubernetes secrets). Passwords are never logged: `Debug` redacts them, including one
 /// inside the URL.
 ///
-/// TLS is not built in yet: connections are plain TCP or a Unix socket. A URL that asks
-/// for `sslmode=require` is refused rather than silently downgraded; use a local socket,
-/// a private network or an SSH/stunnel tunnel.
-///
 /// ```toml
 /// [sources.crm.connection]
 /// url = "postgres://etl@db.internal:5432/crm"
 /// password_file = "/run/secrets/crm_password"
 /// application_name = "cdp-crm"
 /// ```
+///
+/// # TLS
+///
+/// Built with the `postgres-tls` feature (rustls), connections follow libpq's `sslmode`,
+/// set as a field or in the URL (`?sslmode=verify-full&sslrootcert=/etc/cdp/db-ca.pem`):
+///
+/// | `sslmode` | encrypted | certificate checked |
+/// |---|---|---|
+/// | `disable` | no | — |
+/// | `prefer` (default) | if the server offers TLS | no |
+/// | `require` | yes, or no connection | no |
+/// | `verify-ca` | yes | chains to a trusted root; host name not compared |
+/// | `verify-full` | yes | chains to a trusted root and names the host connected to |
+///
+/// The trusted roots are the PEM certificates in `sslrootcert`, or the system's
+/// (`/etc/ssl/certs`, `SSL_CERT_FILE`) when it is unset or `system`. As in libpq, giving a
+/// `sslrootcert` makes `prefer` and `require` check the chain too. `sslcert` and `sslkey`
+/// (PEM) present a client certificate. Unix-socket connections never use TLS. `require`
+/// alone stops eavesdropping, not a man in the middle: use `verify-full` across networks
+/// you do not control. With `hostaddr`, TCP goes to that address while the certificate is
+/// checked against `host`.
+///
+/// ```toml
+/// [destinations.warehouse.connection]
+/// url = "postgres://loader@pg.example.com:5432/warehouse"
+/// password_env = "WAREHOUSE_PASSWORD"
+/// sslmode = "verify-full"
+/// sslrootcert = "/etc/cdp/warehouse-ca.pem"
+/// # sslcert = "/etc/cdp/loader.crt"    # client certificate, if the server asks for one
+/// # sslkey = "/run/secrets/loader.key"
+/// ```
+///
+/// Without the feature, `prefer` connects in the clear and `require`, `verify-ca` and
+/// `verify-full` are refused (naming the feature), rather than silently downgraded.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConnection {
@@ -70,6 +102,243 @@ pub struct PostgresConnection {
     /// Seconds to wait for a connection. Default 10.
     #[serde(default)]
     pub connect_timeout_secs: Option<u64>,
+    /// Whether to use TLS and what to check of the server's certificate (see the TLS
+    /// section above). Overrides `sslmode` in the URL. Default `prefer`.
+    #[serde(default)]
+    pub sslmode: Option<PostgresSslMode>,
+    /// PEM file of the certificate authorities to trust, or `system` for the system's roots
+    /// (the default). Overrides `sslrootcert` in the URL.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    /// PEM file of a client certificate (chain) to present; needs `sslkey`.
+    #[serde(default)]
+    pub sslcert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub sslkey: Option<PathBuf>,
+}
+
+/// libpq's `sslmode`: whether to use TLS, and what to check of the server's certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PostgresSslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS if the server offers it, else plain; the certificate is not checked.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (unless `sslrootcert` is set).
+    Require,
+    /// TLS, with a certificate that chains to a trusted root; the host name is not compared.
+    VerifyCa,
+    /// TLS, with a certificate that chains to a trusted root and names the host.
+    VerifyFull,
+}
+
+impl PostgresSslMode {
+    /// The name used in URLs and configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostgresSslMode::Disable => "disable",
+            PostgresSslMode::Prefer => "prefer",
+            PostgresSslMode::Require => "require",
+            PostgresSslMode::VerifyCa => "verify-ca",
+            PostgresSslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for PostgresSslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PostgresSslMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "disable" => Ok(PostgresSslMode::Disable),
+            "prefer" => Ok(PostgresSslMode::Prefer),
+            "require" => Ok(PostgresSslMode::Require),
+            "verify-ca" => Ok(PostgresSslMode::VerifyCa),
+            "verify-full" => Ok(PostgresSslMode::VerifyFull),
+            "allow" => Err(
+                "sslmode `allow` (plain first, TLS as a fallback) is not supported; \
+                 use `prefer` or `disable`"
+                    .to_string(),
+            ),
+            other => Err(format!(
+                "unknown sslmode `{other}` (expected disable, prefer, require, verify-ca or \
+                 verify-full)"
+            )),
+        }
+    }
+}
+
+/// Where the trusted roots come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RootCert {
+    /// The system's trust store.
+    System,
+    /// A PEM file of certificates.
+    File(PathBuf),
+}
+
+/// The TLS part of the settings, resolved from the fields and the URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TlsSettings {
+    pub(crate) mode: PostgresSslMode,
+    pub(crate) root_cert: Option<RootCert>,
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Whether the certificate chain is checked: in the `verify-*` modes, and, as libpq
+    /// does, whenever a root certificate is given.
+    #[cfg_attr(not(feature = "postgres-tls"), allow(dead_code))]
+    pub(crate) fn checks_chain(&self) -> bool {
+        matches!(
+            self.mode,
+            PostgresSslMode::VerifyCa | PostgresSslMode::VerifyFull
+        ) || self.root_cert.is_some()
+    }
+
+    /// Whether the certificate must name the host connected to.
+    #[cfg_attr(not(feature = "postgres-tls"), allow(dead_code))]
+    pub(crate) fn checks_host_name(&self) -> bool {
+        self.mode == PostgresSslMode::VerifyFull
+    }
+}
+
+/// The libpq TLS parameters that `tokio-postgres` does not parse, taken out of a URL.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct UrlTls {
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+}
+
+impl UrlTls {
+    /// Takes `key = value` if it is one of the TLS parameters; false otherwise.
+    fn take(&mut self, key: &str, value: String) -> bool {
+        let slot = match key {
+            "sslmode" => &mut self.sslmode,
+            "sslrootcert" => &mut self.sslrootcert,
+            "sslcert" => &mut self.sslcert,
+            "sslkey" => &mut self.sslkey,
+            _ => return false,
+        };
+        *slot = Some(value);
+        true
+    }
+}
+
+/// Splits the TLS parameters off a connection string (URL or `key=value` form): the driver
+/// only knows `sslmode` up to `require` and no certificate files. A string this cannot
+/// read is returned whole, for the driver to report.
+fn split_tls_params(url: &str) -> (String, UrlTls) {
+    let mut tls = UrlTls::default();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_string(), tls);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.split_once('=') {
+                Some((key, value)) => !tls.take(key, percent_decode(value)),
+                None => true,
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (rest, tls);
+    }
+    let Some(pairs) = parse_key_values(url) else {
+        return (url.to_string(), UrlTls::default());
+    };
+    let kept: Vec<String> = pairs
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let quoted = format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            );
+            (!tls.take(&key, value)).then_some(quoted)
+        })
+        .collect();
+    (kept.join(" "), tls)
+}
+
+/// `%XX` escapes decoded (as the driver does for URL query values).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// libpq's `key = value` form (values optionally in single quotes, `\` escapes), or `None`
+/// if `s` is not well formed.
+fn parse_key_values(s: &str) -> Option<Vec<(String, String)>> {
+    let mut chars = s.chars().peekable();
+    let mut pairs = Vec::new();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Some(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if key.is_empty() || chars.next() != Some('=') {
+            return None;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next()? {
+                    '\'' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.push(chars.next()?);
+                } else {
+                    value.push(c);
+                }
+            }
+            if value.is_empty() {
+                return None;
+            }
+        }
+        pairs.push((key, value));
+    }
 }
 
 impl fmt::Debug for PostgresConnection {
@@ -86,6 +355,10 @@ impl fmt::Debug for PostgresConnection {
             .field("password_file", &self.password_file)
             .field("application_name", &self.application_name)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
             .finish()
     }
 }
@@ -136,8 +409,25 @@ impl PostgresConnection {
         self
     }
 
+    /// Sets `sslmode` (overriding the URL's).
+    pub fn with_sslmode(mut self, mode: PostgresSslMode) -> Self {
+        self.sslmode = Some(mode);
+        self
+    }
+
+    /// Sets `sslrootcert`, the PEM file of the certificate authorities to trust.
+    pub fn with_sslrootcert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sslrootcert = Some(path.into());
+        self
+    }
+
     /// Resolves the settings (environment, secrets file) into a driver configuration.
     pub(crate) fn to_config(&self, connector: &str) -> Result<tokio_postgres::Config> {
+        self.resolve(connector).map(|(config, _)| config)
+    }
+
+    /// The driver configuration and the TLS settings.
+    pub(crate) fn resolve(&self, connector: &str) -> Result<(tokio_postgres::Config, TlsSettings)> {
         let url = match (&self.url, &self.url_env) {
             (Some(url), _) => Some(url.clone()),
             (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
@@ -147,14 +437,18 @@ impl PostgresConnection {
             })?),
             (None, None) => None,
         };
-        let mut config = match url {
-            Some(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
-                Error::Config(format!(
-                    "{connector}: invalid connection URL `{}`: {e}",
-                    redact_url(&url)
-                ))
-            })?,
-            None => tokio_postgres::Config::new(),
+        let (mut config, url_tls) = match url {
+            Some(url) => {
+                let (rest, url_tls) = split_tls_params(&url);
+                let config = rest.parse::<tokio_postgres::Config>().map_err(|e| {
+                    Error::Config(format!(
+                        "{connector}: invalid connection URL `{}`: {e}",
+                        redact_url(&url)
+                    ))
+                })?;
+                (config, url_tls)
+            }
+            None => (tokio_postgres::Config::new(), UrlTls::default()),
         };
         if let Some(host) = &self.host {
             config.host(host);
@@ -185,13 +479,66 @@ impl PostgresConnection {
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS),
         ));
         config.keepalives(true);
-        if config.get_ssl_mode() == SslMode::Require {
+        let tls = self.tls_settings(url_tls, connector)?;
+        // libpq never uses TLS on a Unix socket, whatever `sslmode` says.
+        let unix_only = config.get_hosts().iter().all(is_unix_socket);
+        config.ssl_mode(match tls.mode {
+            _ if unix_only => SslMode::Disable,
+            PostgresSslMode::Disable => SslMode::Disable,
+            PostgresSslMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        if !cfg!(feature = "postgres-tls") && config.get_ssl_mode() == SslMode::Require {
             return Err(Error::Config(format!(
-                "{connector}: sslmode=require, but TLS is not built into this connector yet; \
-                 connect over a Unix socket, a private network or a tunnel"
+                "{connector}: sslmode={}, but this build of cdp-connectors has no TLS: enable \
+                 its `postgres-tls` feature, or connect over a Unix socket, a private network \
+                 or a tunnel",
+                tls.mode
             )));
         }
-        Ok(config)
+        Ok((config, tls))
+    }
+
+    /// The TLS settings: the fields, else the URL's parameters, else `prefer`.
+    fn tls_settings(&self, url_tls: UrlTls, connector: &str) -> Result<TlsSettings> {
+        let mode = match (self.sslmode, &url_tls.sslmode) {
+            (Some(mode), _) => mode,
+            (None, Some(text)) => text
+                .parse()
+                .map_err(|e| Error::Config(format!("{connector}: {e}")))?,
+            (None, None) => PostgresSslMode::Prefer,
+        };
+        let root_cert = self
+            .sslrootcert
+            .clone()
+            .or(url_tls.sslrootcert.map(PathBuf::from))
+            .map(|path| {
+                if path.as_os_str() == "system" {
+                    RootCert::System
+                } else {
+                    RootCert::File(path)
+                }
+            });
+        if root_cert == Some(RootCert::System) && mode != PostgresSslMode::VerifyFull {
+            // As libpq: trusting every public CA only means something with the host name
+            // checked too.
+            return Err(Error::Config(format!(
+                "{connector}: sslrootcert=system needs sslmode=verify-full (got {mode})"
+            )));
+        }
+        let client_cert = self.sslcert.clone().or(url_tls.sslcert.map(PathBuf::from));
+        let client_key = self.sslkey.clone().or(url_tls.sslkey.map(PathBuf::from));
+        if client_cert.is_some() != client_key.is_some() {
+            return Err(Error::Config(format!(
+                "{connector}: a client certificate needs both sslcert and sslkey"
+            )));
+        }
+        Ok(TlsSettings {
+            mode,
+            root_cert,
+            client_cert,
+            client_key,
+        })
     }
 
     fn password(&self) -> Result<Option<String>> {
@@ -216,19 +563,53 @@ impl PostgresConnection {
     /// Opens a connection; its driver task runs on the tokio runtime until the client is
     /// dropped or the server goes away.
     pub(crate) async fn connect(&self, connector: &str) -> Result<Client> {
-        let config = self.to_config(connector)?;
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| pg_error(connector, "connect", e))?;
-        let connector = connector.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(connector, error = %e, "postgres connection ended");
-            }
-        });
+        let (config, tls) = self.resolve(connector)?;
+        let error = |e| pg_error(connector, "connect", e);
+        #[cfg(feature = "postgres-tls")]
+        if config.get_ssl_mode() != SslMode::Disable {
+            let make_tls = super::tls::make_tls_connect(&tls, connector)?;
+            // Say what was asked of the certificate, so an error names what to change.
+            let roots = match &tls.root_cert {
+                _ if !tls.checks_chain() => String::new(),
+                Some(RootCert::File(path)) => format!(", roots from {}", path.display()),
+                None | Some(RootCert::System) => ", system roots".to_string(),
+            };
+            let context = format!("connect with sslmode={}{roots}", tls.mode);
+            let (client, connection) = config
+                .connect(make_tls)
+                .await
+                .map_err(|e| pg_error(connector, context, e))?;
+            drive(connector, connection);
+            return Ok(client);
+        }
+        let _ = tls;
+        let (client, connection) = config.connect(NoTls).await.map_err(error)?;
+        drive(connector, connection);
         Ok(client)
     }
+}
+
+/// Runs a connection's driver task on the tokio runtime until the client is dropped or the
+/// server goes away.
+fn drive<C>(connector: &str, connection: C)
+where
+    C: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    let connector = connector.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(connector, error = %e, "postgres connection ended");
+        }
+    });
+}
+
+fn is_unix_socket(host: &Host) -> bool {
+    #[cfg(unix)]
+    if let Host::Unix(_) = host {
+        return true;
+    }
+    let _ = host;
+    false
 }
 
 /// A driver error with what was being done when it happened.
@@ -274,7 +655,17 @@ pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
     }
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        if c.is::<std::io::Error>() {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            // A failed TLS handshake (an untrusted certificate, a wrong host name) arrives
+            // as an I/O error, but trying again will not change the certificate.
+            #[cfg(feature = "postgres-tls")]
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return false;
+            }
+            let _ = io;
             return true;
         }
         cause = c.source();
@@ -359,12 +750,151 @@ mod tests {
         assert!(!format!("{config:?}").contains("from-file"));
     }
 
+    #[cfg(not(feature = "postgres-tls"))]
     #[test]
-    fn tls_required_is_refused_not_downgraded() {
-        let err = PostgresConnection::url("postgres://etl@db/crm?sslmode=require")
+    fn tls_required_is_refused_not_downgraded_and_names_the_feature() {
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let err = PostgresConnection::url(format!("postgres://etl@db/crm?sslmode={mode}"))
+                .to_config("pg")
+                .unwrap_err();
+            assert!(err.to_string().contains("postgres-tls"), "{err}");
+            assert!(err.to_string().contains(mode), "{err}");
+        }
+        // `prefer` (the default) connects in the clear without the feature, as before.
+        let config = PostgresConnection::url("postgres://etl@db/crm?sslmode=prefer")
             .to_config("pg")
-            .unwrap_err();
-        assert!(err.to_string().contains("TLS"), "{err}");
+            .unwrap();
+        assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
+    }
+
+    #[test]
+    fn sslmode_parses_libpq_names() {
+        for mode in [
+            PostgresSslMode::Disable,
+            PostgresSslMode::Prefer,
+            PostgresSslMode::Require,
+            PostgresSslMode::VerifyCa,
+            PostgresSslMode::VerifyFull,
+        ] {
+            assert_eq!(mode.as_str().parse::<PostgresSslMode>(), Ok(mode));
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("\"{mode}\""));
+            assert_eq!(
+                serde_json::from_str::<PostgresSslMode>(&json).unwrap(),
+                mode
+            );
+        }
+        assert!(
+            "allow"
+                .parse::<PostgresSslMode>()
+                .unwrap_err()
+                .contains("not supported")
+        );
+        assert!(
+            "VERIFY_FULL"
+                .parse::<PostgresSslMode>()
+                .unwrap_err()
+                .contains("unknown sslmode")
+        );
+        assert!(serde_json::from_str::<PostgresSslMode>("\"verify_full\"").is_err());
+    }
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_urls() {
+        let (rest, tls) = split_tls_params(
+            "postgres://etl:pw@db/crm?sslmode=verify-full&application_name=x\
+             &sslrootcert=%2Fetc%2Fca%20bundle.pem&sslcert=/c.pem&sslkey=/k.pem",
+        );
+        assert_eq!(rest, "postgres://etl:pw@db/crm?application_name=x");
+        assert_eq!(
+            tls,
+            UrlTls {
+                sslmode: Some("verify-full".into()),
+                sslrootcert: Some("/etc/ca bundle.pem".into()),
+                sslcert: Some("/c.pem".into()),
+                sslkey: Some("/k.pem".into()),
+            }
+        );
+        let (rest, tls) = split_tls_params("postgresql://db/crm?sslmode=require");
+        assert_eq!(rest, "postgresql://db/crm");
+        assert_eq!(tls.sslmode.as_deref(), Some("require"));
+
+        let (rest, tls) = split_tls_params(
+            "host=db user=etl password='it\\'s' sslmode = verify-ca sslrootcert='/a b/ca.pem'",
+        );
+        assert_eq!(rest, "host='db' user='etl' password='it\\'s'");
+        assert_eq!(tls.sslmode.as_deref(), Some("verify-ca"));
+        assert_eq!(tls.sslrootcert.as_deref(), Some("/a b/ca.pem"));
+        let config: tokio_postgres::Config = rest.parse().unwrap();
+        assert_eq!(config.get_password(), Some(&b"it's"[..]));
+    }
+
+    #[test]
+    fn sslmode_maps_onto_the_driver_and_fields_override_the_url() {
+        let resolve = |connection: PostgresConnection| connection.resolve("pg").unwrap();
+        let (config, tls) = resolve(PostgresConnection::url("postgres://etl@db/crm"));
+        assert_eq!(tls.mode, PostgresSslMode::Prefer);
+        assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
+        let (config, _) = resolve(PostgresConnection::url(
+            "postgres://etl@db/crm?sslmode=disable",
+        ));
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        // A Unix socket never uses TLS, as with libpq.
+        let (config, _) = resolve(PostgresConnection::url(
+            "postgres://etl@%2Fvar%2Frun%2Fpostgresql/crm?sslmode=require",
+        ));
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+
+        let connection = PostgresConnection::url(
+            "postgres://etl@db/crm?sslmode=require&sslrootcert=/from/url.pem",
+        )
+        .with_sslmode(PostgresSslMode::Disable)
+        .with_sslrootcert("/from/field.pem");
+        let (config, tls) = resolve(connection);
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        assert_eq!(tls.mode, PostgresSslMode::Disable);
+        assert_eq!(
+            tls.root_cert,
+            Some(RootCert::File("/from/field.pem".into()))
+        );
+    }
+
+    #[cfg(feature = "postgres-tls")]
+    #[test]
+    fn what_each_mode_checks() {
+        let settings = |url: &str| PostgresConnection::url(url).resolve("pg").unwrap();
+        let (config, tls) = settings("postgres://etl@db/crm?sslmode=require");
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        assert!(!tls.checks_chain() && !tls.checks_host_name());
+        // As libpq: a root certificate makes `require` check the chain.
+        let (_, tls) = settings("postgres://etl@db/crm?sslmode=require&sslrootcert=/ca.pem");
+        assert!(tls.checks_chain() && !tls.checks_host_name());
+        let (config, tls) = settings("postgres://etl@db/crm?sslmode=verify-ca");
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        assert!(tls.checks_chain() && !tls.checks_host_name());
+        assert_eq!(tls.root_cert, None);
+        let (_, tls) = settings("postgres://etl@db/crm?sslmode=verify-full&sslrootcert=system");
+        assert!(tls.checks_chain() && tls.checks_host_name());
+        assert_eq!(tls.root_cert, Some(RootCert::System));
+    }
+
+    #[test]
+    fn inconsistent_tls_settings_are_refused() {
+        let err = |url: &str| {
+            PostgresConnection::url(url)
+                .to_config("pg")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("postgres://etl@db/crm?sslmode=verfy-full").contains("unknown sslmode"));
+        assert!(
+            err("postgres://etl@db/crm?sslmode=verify-ca&sslrootcert=system")
+                .contains("verify-full")
+        );
+        assert!(err("postgres://etl@db/crm?sslcert=/c.pem").contains("sslkey"));
+        // Errors about the URL never show its password.
+        let text = err("postgres://etl:s3cret@db/crm?sslmode=bogus&sslrootcert=x");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]

@@ -18,9 +18,11 @@
 mod connection;
 pub(crate) mod copy;
 mod state;
+#[cfg(feature = "postgres-tls")]
+mod tls;
 pub mod types;
 
-pub use connection::PostgresConnection;
+pub use connection::{PostgresConnection, PostgresSslMode};
 pub(crate) use connection::{ident, literal, pg_error, qualified};
 pub use state::PostgresStateStore;
 pub use types::PG_TYPE_METADATA;
