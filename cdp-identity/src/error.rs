@@ -61,17 +61,48 @@ pub enum Error {
     #[error("identity graph capacity exceeded: {0}")]
     Capacity(String),
 
+    /// An identity log or profile store kept outside this crate (such as the PostgreSQL ones
+    /// of `cdp-connectors`) failed, or refused a write that another writer's got ahead of.
+    /// `kind` says which, and whether the same call may succeed if tried again.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// Which backend, such as `postgres identity log`.
+        backend: &'static str,
+        /// What was being done, what went wrong, and what was kept.
+        message: String,
+        /// Conflict, transient failure, or anything else.
+        kind: BackendErrorKind,
+    },
+
     /// The SQLite identity log or profile store failed.
     #[cfg(feature = "sqlite")]
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// How an [`Error::Backend`] operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// Another writer changed the shared state first (for a log: appended at the same
+    /// sequence numbers). Nothing was written. Trying the same write again fails the same
+    /// way: the writer's view is stale and must be reloaded first.
+    Conflict,
+    /// The connection broke, timed out or the server refused for a reason that passes;
+    /// nothing was written (or, for a failed commit, nothing is known to have been) and the
+    /// same call may succeed.
+    Transient,
+    /// Anything else: a rejected statement, data the backend cannot hold, a stopped worker.
+    Failed,
+}
+
 impl Error {
-    /// Whether trying the same operation again may succeed: only a busy or locked SQLite
-    /// database qualifies; everything else is a bug in the input or the configuration.
+    /// Whether trying the same operation again may succeed: a busy or locked SQLite database
+    /// and a transient backend failure qualify; everything else (a conflict included) is a
+    /// bug in the input or the configuration, or needs the caller to reload first.
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::Backend { kind, .. } => *kind == BackendErrorKind::Transient,
             #[cfg(feature = "sqlite")]
             Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
@@ -117,6 +148,20 @@ mod tests {
         assert!(core.to_string().contains("profile x"));
         let core: cdp_core::Error = Error::Config("bad".into()).into();
         assert!(matches!(core, cdp_core::Error::Config(_)));
+    }
+
+    #[test]
+    fn only_transient_backend_errors_are_retryable() {
+        let error = |kind| Error::Backend {
+            backend: "postgres identity log",
+            message: "append".into(),
+            kind,
+        };
+        assert!(error(BackendErrorKind::Transient).is_retryable());
+        assert!(!error(BackendErrorKind::Conflict).is_retryable());
+        let core: cdp_core::Error = error(BackendErrorKind::Transient).into();
+        assert!(core.is_retryable());
+        assert!(core.to_string().contains("postgres identity log"), "{core}");
     }
 
     #[cfg(feature = "sqlite")]

@@ -12,11 +12,17 @@
 //!   inserts of new keys (for streams without a key, `INSERT … ON CONFLICT` on
 //!   `_cdp_record_hash`).
 //! - [`PostgresStateStore`] keeps pipeline checkpoints in a table several workers share.
+//! - [`PostgresIdentityLog`](crate::PostgresIdentityLog) and
+//!   [`PostgresProfileStore`](crate::PostgresProfileStore) (feature `postgres-identity`)
+//!   keep the identity log and the profiles of `cdp-identity` where several workers share
+//!   them; see [`identity`].
 //!
 //! Type mapping: see [`types`].
 
 mod connection;
 pub(crate) mod copy;
+#[cfg(feature = "postgres-identity")]
+pub mod identity;
 mod state;
 #[cfg(feature = "postgres-tls")]
 mod tls;
@@ -26,3 +32,6 @@ pub use connection::{PostgresConnection, PostgresSslMode};
 pub(crate) use connection::{ident, literal, pg_error, qualified};
 pub use state::PostgresStateStore;
 pub use types::PG_TYPE_METADATA;
+
+#[cfg(feature = "postgres-identity")]
+pub use identity::{PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore};
