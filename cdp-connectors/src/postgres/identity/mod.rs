@@ -176,6 +176,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<PostgresIdentityLog>();
+        send_sync::<PostgresProfileStore>();
+        send_sync::<PostgresIdentityOptions>();
+    }
+
+    #[test]
     fn long_table_names_are_refused_rather_than_truncated() {
         let options = PostgresIdentityOptions {
             table_prefix: "x".repeat(60),

@@ -47,9 +47,12 @@ const CHUNK: usize = 10_000;
 /// memory store would, and writes back only those.
 ///
 /// Lookups read the database, so they see what any handle committed; they run on a second
-/// connection of their own and never wait for an `apply` in progress. A merged id follows
-/// `merged_into` to the live profile. The lookup methods of the trait cannot return errors:
-/// a failed lookup is logged (`tracing`, warn) and answers `None` (`len` answers 0).
+/// connection of their own and never wait for an `apply` in progress (lookups from several
+/// threads take turns on that connection; open more handles for more). A lookup is one
+/// prepared statement that follows `merged_into` from a merged id to the live profile;
+/// [`len`](ProfileStore::len) counts the live rows, which scans the table. The lookup
+/// methods of the trait cannot return errors: a failed lookup is logged (`tracing`, warn)
+/// and answers `None` (`len` answers 0).
 pub struct PostgresProfileStore {
     writer: Worker,
     reader: Worker,
