@@ -93,7 +93,9 @@ pub struct Blocking {
     pub max_block_size: Option<usize>,
 }
 
-/// Deduplicated candidate pairs, as two index arrays.
+/// Deduplicated candidate pairs, as two index arrays sorted by left row, then right row
+/// (the same input always gives the same order, and comparisons reuse work on the left
+/// value across a run of pairs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CandidatePairs {
     /// Row of the left table (for deduplication, the lower row index).
@@ -154,14 +156,11 @@ impl Blocking {
         let mut seen: HashSet<u64> = HashSet::new();
         let mut out = CandidatePairs::default();
         for rule in &self.rules {
-            let before = out.left.len();
+            let before = seen.len();
             let mut skipped = 0;
             let left_keys = rule_keys(rule, left)?;
-            let mut push = |l: u32, r: u32, out: &mut CandidatePairs| {
-                if seen.insert(u64::from(l) << 32 | u64::from(r)) {
-                    out.left.push(l);
-                    out.right.push(r);
-                }
+            let mut push = |l: u32, r: u32| {
+                seen.insert(u64::from(l) << 32 | u64::from(r));
             };
             let limit = self.max_block_size.unwrap_or(usize::MAX);
             match right {
@@ -173,7 +172,7 @@ impl Blocking {
                         }
                         for (i, &a) in rows.iter().enumerate() {
                             for &b in &rows[i + 1..] {
-                                push(a, b, &mut out);
+                                push(a, b);
                             }
                         }
                     }
@@ -192,15 +191,19 @@ impl Blocking {
                         }
                         for &a in ls {
                             for &b in rs {
-                                push(a, b, &mut out);
+                                push(a, b);
                             }
                         }
                     }
                 }
             }
-            out.per_rule.push(out.left.len() - before);
+            out.per_rule.push(seen.len() - before);
             out.skipped_blocks.push(skipped);
         }
+        let mut keys: Vec<u64> = seen.into_iter().collect();
+        keys.sort_unstable();
+        out.left = keys.iter().map(|k| (k >> 32) as u32).collect();
+        out.right = keys.iter().map(|&k| k as u32).collect();
         Ok(out)
     }
 }

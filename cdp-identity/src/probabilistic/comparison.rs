@@ -12,6 +12,7 @@ use arrow::array::{Array, StringArray};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use super::metrics::{RowScorer, damerau_levenshtein, jaro_winkler, levenshtein};
 use crate::error::{Error, Result};
 
 /// The level of a pair where either value is null or empty: "unknown", weight 0.
@@ -36,7 +37,7 @@ pub enum ComparisonKind {
         max_distances: Vec<usize>,
     },
     /// As [`ComparisonKind::Levenshtein`] but with transpositions counting as one edit
-    /// (Damerau-Levenshtein, the unrestricted variant of `strsim`).
+    /// (unrestricted Damerau-Levenshtein).
     DamerauLevenshtein {
         /// Edit-distance limits, smallest first.
         max_distances: Vec<usize>,
@@ -179,49 +180,42 @@ impl Comparison {
 
     /// The level of one pair of values (`None` or empty is null).
     pub fn level(&self, a: Option<&str>, b: Option<&str>) -> u8 {
-        let (Some(a), Some(b)) = (a, b) else {
+        let (Some(a), Some(b)) = (present(a), present(b)) else {
             return NULL_LEVEL;
         };
-        let (a, b) = (a.trim(), b.trim());
-        if a.is_empty() || b.is_empty() {
-            return NULL_LEVEL;
+        if a == b {
+            return self.exact_level();
         }
-        let exact = self.exact_level();
         match &self.kind {
-            ComparisonKind::Exact => u8::from(a == b),
-            ComparisonKind::JaroWinkler { thresholds } => {
-                if a == b {
-                    return exact;
-                }
-                let s = strsim::jaro_winkler(a, b);
-                band(thresholds.iter().position(|t| s >= *t), exact)
-            }
-            ComparisonKind::Levenshtein { max_distances } => {
-                if a == b {
-                    return exact;
-                }
-                let d = strsim::levenshtein(a, b);
-                band(max_distances.iter().position(|m| d <= *m), exact)
-            }
-            ComparisonKind::DamerauLevenshtein { max_distances } => {
-                if a == b {
-                    return exact;
-                }
-                let d = strsim::damerau_levenshtein(a, b);
-                band(max_distances.iter().position(|m| d <= *m), exact)
-            }
             ComparisonKind::Date { tolerance_days } => {
-                if a == b {
-                    return exact;
-                }
                 date_level(parse_date(a), parse_date(b), *tolerance_days)
             }
             ComparisonKind::Numeric { tolerance } => {
-                if a == b {
-                    return exact;
-                }
                 numeric_level(a.parse().ok(), b.parse().ok(), *tolerance)
             }
+            _ => self.string_level(a, b),
+        }
+    }
+
+    /// The level of two present, different strings under a string metric.
+    fn string_level(&self, a: &str, b: &str) -> u8 {
+        let exact = self.exact_level();
+        match &self.kind {
+            ComparisonKind::Exact => 0,
+            ComparisonKind::JaroWinkler { thresholds } => {
+                let s = jaro_winkler(a, b, lowest(thresholds));
+                band(thresholds.iter().position(|t| s >= *t), exact)
+            }
+            ComparisonKind::Levenshtein { max_distances } => {
+                let d = levenshtein(a, b, largest(max_distances));
+                band(max_distances.iter().position(|m| d <= *m), exact)
+            }
+            ComparisonKind::DamerauLevenshtein { max_distances } => {
+                let d = damerau_levenshtein(a, b, largest(max_distances));
+                band(max_distances.iter().position(|m| d <= *m), exact)
+            }
+            // Parsed kinds are handled by their callers; as strings they only differ.
+            ComparisonKind::Date { .. } | ComparisonKind::Numeric { .. } => 0,
         }
     }
 
@@ -241,71 +235,139 @@ impl Comparison {
                 right_idx.len()
             )));
         }
-        let name = &self.column;
+        check_range(left, left_idx, &self.column)?;
+        check_range(right, right_idx, &self.column)?;
+        let (l, r) = (self.prepare(left), self.prepare(right));
+        Ok(self.compare_prepared(&l, &r, left_idx, right_idx))
+    }
+
+    /// Trims every row, and parses dates or numbers, once per row rather than once per pair.
+    fn prepare<'a>(&self, array: &'a StringArray) -> Prepared<'a> {
+        let values: Vec<Option<&str>> = array.iter().map(present).collect();
+        let parsed = match &self.kind {
+            ComparisonKind::Date { .. } => Parsed::Dates(parse_rows(&values, parse_date)),
+            ComparisonKind::Numeric { .. } => {
+                Parsed::Numbers(parse_rows(&values, |s| s.parse::<f64>().ok()))
+            }
+            _ => Parsed::Strings,
+        };
+        Prepared { values, parsed }
+    }
+
+    /// Levels of pairs of prepared rows; the indices were range-checked by the caller.
+    fn compare_prepared(
+        &self,
+        left: &Prepared<'_>,
+        right: &Prepared<'_>,
+        left_idx: &[u32],
+        right_idx: &[u32],
+    ) -> Vec<u8> {
+        let exact = self.exact_level();
+        // While pairs share their left row (candidate pairs are sorted), the left value's
+        // preprocessing is kept; it is built on the second pair of a run.
+        let mut row: Option<(usize, Option<RowScorer>)> = None;
+        let mut out = Vec::with_capacity(left_idx.len());
+        for (&l, &r) in left_idx.iter().zip(right_idx) {
+            let (l, r) = (l as usize, r as usize);
+            let level = match (left.values[l], right.values[r]) {
+                (Some(a), Some(b)) if a == b => exact,
+                (Some(a), Some(b)) => match (&self.kind, &left.parsed, &right.parsed) {
+                    (
+                        ComparisonKind::Date { tolerance_days },
+                        Parsed::Dates(x),
+                        Parsed::Dates(y),
+                    ) => date_level(x[l], y[r], *tolerance_days),
+                    (
+                        ComparisonKind::Numeric { tolerance },
+                        Parsed::Numbers(x),
+                        Parsed::Numbers(y),
+                    ) => numeric_level(x[l], y[r], *tolerance),
+                    (
+                        ComparisonKind::JaroWinkler { .. } | ComparisonKind::Levenshtein { .. },
+                        ..,
+                    ) => match &mut row {
+                        Some((run, scorer)) if *run == l => {
+                            let scorer = scorer.get_or_insert_with(|| self.row_scorer(a));
+                            self.scored_level(scorer, b)
+                        }
+                        _ => {
+                            row = Some((l, None));
+                            self.string_level(a, b)
+                        }
+                    },
+                    _ => self.string_level(a, b),
+                },
+                _ => NULL_LEVEL,
+            };
+            out.push(level);
+        }
+        out
+    }
+
+    /// The fixed-left-side metric of a Jaro-Winkler or Levenshtein comparison.
+    fn row_scorer(&self, a: &str) -> RowScorer {
         match &self.kind {
-            // Dates and numbers are parsed once per row, not once per pair.
-            ComparisonKind::Date { tolerance_days } => {
-                let (lp, rp) = (parse_rows(left, parse_date), parse_rows(right, parse_date));
-                self.compare_parsed(left, right, left_idx, right_idx, |l, r| {
-                    date_level(lp[l], rp[r], *tolerance_days)
-                })
+            ComparisonKind::Levenshtein { max_distances } => {
+                RowScorer::levenshtein(a, largest(max_distances))
             }
-            ComparisonKind::Numeric { tolerance } => {
-                let number = |s: &str| s.parse::<f64>().ok();
-                let (lp, rp) = (parse_rows(left, number), parse_rows(right, number));
-                self.compare_parsed(left, right, left_idx, right_idx, |l, r| {
-                    numeric_level(lp[l], rp[r], *tolerance)
-                })
+            ComparisonKind::JaroWinkler { thresholds } => {
+                RowScorer::jaro_winkler(a, lowest(thresholds))
             }
-            _ => left_idx
-                .iter()
-                .zip(right_idx)
-                .map(|(&l, &r)| Ok(self.level(value(left, l, name)?, value(right, r, name)?)))
-                .collect(),
+            // Not called for other kinds; a scorer that never reaches a band is harmless.
+            _ => RowScorer::jaro_winkler(a, f64::INFINITY),
         }
     }
 
-    /// Pairs whose values are both present, not empty and not equal go to `parsed` with
-    /// their row numbers; the rest are null or exact as in [`Comparison::level`].
-    fn compare_parsed(
-        &self,
-        left: &StringArray,
-        right: &StringArray,
-        left_idx: &[u32],
-        right_idx: &[u32],
-        parsed: impl Fn(usize, usize) -> u8,
-    ) -> Result<Vec<u8>> {
+    /// As [`Comparison::string_level`], with the left value held by `scorer`.
+    fn scored_level(&self, scorer: &RowScorer, b: &str) -> u8 {
         let exact = self.exact_level();
-        left_idx
-            .iter()
-            .zip(right_idx)
-            .map(|(&l, &r)| {
-                let (a, b) = (
-                    value(left, l, &self.column)?,
-                    value(right, r, &self.column)?,
-                );
-                let (Some(a), Some(b)) = (a, b) else {
-                    return Ok(NULL_LEVEL);
-                };
-                let (a, b) = (a.trim(), b.trim());
-                Ok(if a.is_empty() || b.is_empty() {
-                    NULL_LEVEL
-                } else if a == b {
-                    exact
-                } else {
-                    parsed(l as usize, r as usize)
-                })
-            })
-            .collect()
+        match (&self.kind, scorer) {
+            (ComparisonKind::JaroWinkler { thresholds }, RowScorer::JaroWinkler(..)) => {
+                let s = scorer.similarity(b);
+                band(thresholds.iter().position(|t| s >= *t), exact)
+            }
+            (ComparisonKind::Levenshtein { max_distances }, RowScorer::Levenshtein(..)) => {
+                let d = scorer.distance(b);
+                band(max_distances.iter().position(|m| d <= *m), exact)
+            }
+            _ => 0,
+        }
     }
 }
 
-/// Every row of `array` parsed (trimmed); `None` for null or unparseable.
-fn parse_rows<T>(array: &StringArray, parse: impl Fn(&str) -> Option<T>) -> Vec<Option<T>> {
-    array
-        .iter()
-        .map(|v| v.and_then(|v| parse(v.trim())))
-        .collect()
+/// A column ready for comparing: trimmed values (blank = absent), parsed where the kind
+/// needs it.
+struct Prepared<'a> {
+    values: Vec<Option<&'a str>>,
+    parsed: Parsed,
+}
+
+/// Per-row parsed values of a column.
+enum Parsed {
+    Strings,
+    Dates(Vec<Option<NaiveDate>>),
+    Numbers(Vec<Option<f64>>),
+}
+
+/// `value` trimmed, or `None` when absent or blank.
+fn present(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// An error naming the column when a pair index is out of range.
+fn check_range(array: &StringArray, idx: &[u32], column: &str) -> Result<()> {
+    match idx.iter().copied().max() {
+        Some(i) if i as usize >= array.len() => Err(Error::InvalidOperation(format!(
+            "pair index {i} out of range for column `{column}` of {} rows",
+            array.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Every present row parsed; `None` for absent or unparseable.
+fn parse_rows<T>(rows: &[Option<&str>], parse: impl Fn(&str) -> Option<T>) -> Vec<Option<T>> {
+    rows.iter().map(|v| v.and_then(&parse)).collect()
 }
 
 /// The level of two different date strings: exact (equal dates written differently),
@@ -340,16 +402,14 @@ fn numeric_level(x: Option<f64>, y: Option<f64>, tolerance: f64) -> u8 {
     }
 }
 
-/// The value at row `i` (`None` when null), or an error when out of range.
-fn value<'a>(array: &'a StringArray, i: u32, column: &str) -> Result<Option<&'a str>> {
-    let i = i as usize;
-    if i >= array.len() {
-        return Err(Error::InvalidOperation(format!(
-            "pair index {i} out of range for column `{column}` of {} rows",
-            array.len()
-        )));
-    }
-    Ok(array.is_valid(i).then(|| array.value(i)))
+/// The lowest similarity threshold (the only one a score must reach to matter).
+fn lowest(thresholds: &[f64]) -> f64 {
+    thresholds.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// The largest distance limit.
+fn largest(limits: &[usize]) -> usize {
+    limits.iter().copied().max().unwrap_or(0)
 }
 
 /// Level for the band at `position` (0 = closest band, just below exact), or 0.
@@ -384,12 +444,25 @@ pub fn compare_all(
             columns.len()
         )));
     }
+    if left_idx.len() != right_idx.len() {
+        return Err(Error::InvalidOperation(format!(
+            "pair index arrays differ in length ({} and {})",
+            left_idx.len(),
+            right_idx.len()
+        )));
+    }
+    let mut prepared = Vec::with_capacity(comparisons.len());
+    for (c, (l, r)) in comparisons.iter().zip(columns) {
+        check_range(l, left_idx, &c.column)?;
+        check_range(r, right_idx, &c.column)?;
+        prepared.push((c.prepare(l), c.prepare(r)));
+    }
     if left_idx.len() < 50_000 {
-        return comparisons
+        return Ok(comparisons
             .iter()
-            .zip(columns)
-            .map(|(c, (l, r))| c.compare(l, r, left_idx, right_idx))
-            .collect();
+            .zip(&prepared)
+            .map(|(c, (l, r))| c.compare_prepared(l, r, left_idx, right_idx))
+            .collect());
     }
     // Every comparison is cut into chunks of pairs, so that one expensive comparison
     // (Jaro-Winkler on long strings) does not leave the other cores idle.
@@ -398,12 +471,12 @@ pub fn compare_all(
     std::thread::scope(|s| {
         let handles: Vec<Vec<_>> = comparisons
             .iter()
-            .zip(columns)
+            .zip(&prepared)
             .map(|(c, (l, r))| {
                 left_idx
                     .chunks(chunk)
                     .zip(right_idx.chunks(chunk))
-                    .map(|(li, ri)| s.spawn(move || c.compare(l, r, li, ri)))
+                    .map(|(li, ri)| s.spawn(move || c.compare_prepared(l, r, li, ri)))
                     .collect()
             })
             .collect();
@@ -414,7 +487,7 @@ pub fn compare_all(
                 for h in parts {
                     let part = h.join().map_err(|_| {
                         Error::InvalidOperation("comparison thread panicked".into())
-                    })??;
+                    })?;
                     levels.extend(part);
                 }
                 Ok(levels)

@@ -58,6 +58,7 @@
 pub mod blocking;
 pub mod comparison;
 pub mod decide;
+mod metrics;
 pub mod model;
 
 pub use blocking::{Blocking, BlockingKey, BlockingRule, CandidatePairs, soundex, string_column};

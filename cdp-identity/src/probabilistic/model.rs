@@ -182,17 +182,20 @@ impl FellegiSunter {
             ));
         }
         let mut rng = SplitMix64(seed);
-        let mut li = Vec::with_capacity(samples);
-        let mut ri = Vec::with_capacity(samples);
-        while li.len() < samples {
-            let l = rng.below(left_rows as u64) as u32;
-            let r = rng.below(right_n as u64) as u32;
+        let mut pairs = Vec::with_capacity(samples);
+        while pairs.len() < samples {
+            let l = rng.below(left_rows as u64);
+            let r = rng.below(right_n as u64);
             if right_rows.is_none() && l == r {
                 continue;
             }
-            li.push(l);
-            ri.push(r);
+            pairs.push(l << 32 | r);
         }
+        // Sorted by left row, so comparisons reuse work on the left value (counts do not
+        // depend on the order).
+        pairs.sort_unstable();
+        let li: Vec<u32> = pairs.iter().map(|p| (p >> 32) as u32).collect();
+        let ri: Vec<u32> = pairs.iter().map(|&p| p as u32).collect();
         let levels = compare_all(&self.comparisons, columns, &li, &ri)?;
         for (k, (c, levels)) in self.comparisons.iter().zip(&levels).enumerate() {
             let mut counts = vec![1.0; c.num_levels()];
