@@ -176,7 +176,25 @@ pub enum ReviewStatus {
     Rejected,
 }
 
-/// A merge held for review while the graph was frozen.
+/// What [`IdentityGraph::propose`] did with a link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Proposal {
+    /// Queued for review under this item number.
+    Held {
+        /// The review item.
+        review: u32,
+    },
+    /// The two identifiers already share this profile; nothing to review.
+    AlreadyLinked(ProfileId),
+    /// The rules refuse the link (limit, blocked value, consent scope); logged.
+    Refused(RefusalReason),
+    /// An identifier normalised to nothing, was too long, or both were blocked.
+    Ignored,
+}
+
+/// A merge held for review: a link made while the graph was frozen, or one proposed with
+/// [`IdentityGraph::propose`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewItem {
     /// The item number.
@@ -1284,6 +1302,81 @@ impl IdentityGraph {
         let ctx = Ctx { at, ..held.ctx };
         self.record(EntryKind::Rejected, NONE, NONE, review, ctx);
         Ok(())
+    }
+
+    /// Puts a link between two identifiers in the review queue, frozen or not: for evidence
+    /// that is not strong enough to link automatically (a probabilistic match in the review
+    /// band). New identifiers get profiles of their own; the link waits for
+    /// [`IdentityGraph::approve`] (which checks the rules again) or
+    /// [`IdentityGraph::reject`]. A link the rules would refuse now is refused and logged,
+    /// not queued.
+    pub fn propose(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        evidence: &Evidence,
+    ) -> Result<(Proposal, Vec<IdentityEvent>)> {
+        let ctx = self.ctx(evidence)?;
+        let mut nodes = [NONE; 2];
+        let mut buf = String::new();
+        for (slot, (kind, raw)) in nodes.iter_mut().zip([a, b]) {
+            let k = self.rules.require_type(kind)?;
+            let Some(value) = self.rules.types[k as usize].normaliser.apply(raw, &mut buf) else {
+                return Ok((Proposal::Ignored, Vec::new()));
+            };
+            if value.len() > crate::identifier::MAX_IDENTIFIER_LEN {
+                return Ok((Proposal::Ignored, Vec::new()));
+            }
+            let value = value.to_string();
+            *slot = self.intern(k, &value, 0, ctx.at)?;
+        }
+        // A blocked value is never the anchor: the other side is, and the link is refused.
+        let [mut na, mut nb] = nodes;
+        if self.is_blocked(na) {
+            std::mem::swap(&mut na, &mut nb);
+        }
+        if self.is_blocked(na) {
+            return Ok((Proposal::Ignored, Vec::new()));
+        }
+        let mut changes = Vec::new();
+        for n in [na, nb] {
+            if self.is_blocked(n) {
+                continue;
+            }
+            let root = self.find(n);
+            if self.root_slot[root as usize] == NONE {
+                self.create_profile(n, ctx, &mut changes);
+            }
+        }
+        let sa = self.slot_of(na);
+        let proposal = if self.is_blocked(nb) {
+            self.refuse(na, nb, sa, NONE, REFUSED_BLOCKED, ctx, &mut changes);
+            Proposal::Refused(self.refusal_reason(REFUSED_BLOCKED))
+        } else if self.find(na) == self.find(nb) {
+            Proposal::AlreadyLinked(self.profile_uuid(sa))
+        } else {
+            let sb = self.slot_of(nb);
+            match self.check_merge(sa, sb) {
+                Some(code) => {
+                    self.refuse(na, nb, sa, sb, code, ctx, &mut changes);
+                    Proposal::Refused(self.refusal_of(&changes))
+                }
+                None => {
+                    let review = self.review.len() as u32;
+                    self.hold(na, nb, sa, sb, ctx, &mut changes);
+                    Proposal::Held { review }
+                }
+            }
+        };
+        Ok((proposal, self.core_events(&changes)))
+    }
+
+    /// The reason of the refusal at the end of `changes`.
+    fn refusal_of(&self, changes: &[Change]) -> RefusalReason {
+        match changes.last() {
+            Some(Change::Refused { payload, .. }) => self.refusal_reason(*payload),
+            _ => RefusalReason::Blocked,
+        }
     }
 
     fn pending_review(&self, review: u32) -> Result<Held> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use cdp_identity::IdentityGraph;
 use cdp_identity::probabilistic::*;
+use cdp_identity::{Evidence, IdentityGraph, Proposal, RefusalReason, ReviewStatus};
 
 fn table(columns: &[(&str, Vec<Option<&str>>)]) -> RecordBatch {
     let schema = Arc::new(Schema::new(
@@ -550,11 +550,94 @@ mod decide {
             graph.profile_of("customer_id", "c1"),
             graph.profile_of("customer_id", "c2")
         );
-        // Review-band pairs are not written to the graph.
-        assert_eq!(graph.profile_of("customer_id", "c3"), None);
+        // The auto-link carries the rule and the probability as confidence.
         let link = graph.digest().links.into_iter().next().unwrap();
         assert_eq!(link.rule, PROBABILISTIC_RULE);
         assert!((f32::from_bits(link.confidence_bits) - 0.99).abs() < 1e-6);
+
+        // The review-band pair waits in the graph's review queue, apart until approved.
+        let Proposal::Held { review } = out.review[0].proposal else {
+            panic!("not held: {:?}", out.review[0].proposal);
+        };
+        let queue = graph.review_queue();
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0].id, review);
+        assert_eq!(queue[0].rule, PROBABILISTIC_RULE);
+        assert_eq!(queue[0].status, ReviewStatus::Pending);
+        let (c3, c4) = (
+            graph.profile_of("customer_id", "c3"),
+            graph.profile_of("customer_id", "c4"),
+        );
+        assert!(c3.is_some() && c4.is_some() && c3 != c4);
+        // The log replays to the same graph, queue included.
+        let replayed = IdentityGraph::replay(graph.rules().clone(), graph.log()).unwrap();
+        assert_eq!(replayed.digest(), graph.digest());
+        assert_eq!(replayed.review_queue(), graph.review_queue());
+        // Approving applies the link.
+        graph.approve(review, 2_000).unwrap();
+        assert_eq!(
+            graph.profile_of("customer_id", "c3"),
+            graph.profile_of("customer_id", "c4")
+        );
+        assert_eq!(graph.review_queue()[0].status, ReviewStatus::Approved);
+    }
+
+    #[test]
+    fn proposals_respect_the_rules() {
+        let rules = serde_json::from_str(
+            r#"{"identifiers": [
+                    {"name": "email", "priority": 1, "limit": 1, "normaliser": "email"},
+                    {"name": "crm_id", "priority": 2}],
+                "blocked_values": ["n/a"]}"#,
+        )
+        .unwrap();
+        let mut graph = IdentityGraph::from_config(rules).unwrap();
+        let ev = Evidence {
+            at: 10,
+            source: "crm".into(),
+            rule: PROBABILISTIC_RULE.into(),
+            confidence: 0.7,
+        };
+        graph
+            .observe(&[("email", "a@x.io"), ("crm_id", "1")], &ev)
+            .unwrap();
+        graph.observe(&[("email", "b@x.io")], &ev).unwrap();
+        // Two emails may not share a profile: refused now, not queued.
+        let (p, _) = graph
+            .propose(("email", "A@x.io "), ("email", "b@x.io"), &ev)
+            .unwrap();
+        assert!(
+            matches!(p, Proposal::Refused(RefusalReason::Limit { .. })),
+            "{p:?}"
+        );
+        // Already together: nothing to review.
+        let (p, _) = graph
+            .propose(("crm_id", "1"), ("email", "a@x.io"), &ev)
+            .unwrap();
+        assert!(matches!(p, Proposal::AlreadyLinked(_)), "{p:?}");
+        // A blocked value is refused.
+        let (p, _) = graph
+            .propose(("crm_id", "n/a"), ("crm_id", "1"), &ev)
+            .unwrap();
+        assert_eq!(p, Proposal::Refused(RefusalReason::Blocked));
+        // A new identifier gets its own profile and the link waits.
+        let (p, _) = graph
+            .propose(("crm_id", "2"), ("email", "b@x.io"), &ev)
+            .unwrap();
+        assert_eq!(p, Proposal::Held { review: 0 });
+        assert_ne!(
+            graph.profile_of("crm_id", "2"),
+            graph.profile_of("email", "b@x.io")
+        );
+        assert!(graph.profile_of("crm_id", "2").is_some());
+        assert!(
+            graph
+                .review_queue()
+                .iter()
+                .all(|r| r.status == ReviewStatus::Pending)
+        );
+        let replayed = IdentityGraph::replay(graph.rules().clone(), graph.log()).unwrap();
+        assert_eq!(replayed.digest(), graph.digest());
     }
 
     #[test]

@@ -5,15 +5,15 @@
 //! limits and blocked values of the deterministic rules still apply: a link the rules
 //! refuse is counted in [`GraphOutcome::refused`] and nothing merges.
 //!
-//! Review-band pairs are returned in [`GraphOutcome::review`]. The graph's review queue
-//! only holds merges produced while it is frozen and has no API to enqueue an arbitrary
-//! pair, so putting them there would require changing the graph.
+//! Review-band pairs go to the graph's review queue through [`IdentityGraph::propose`]
+//! (approve or reject them there, with the same audit trail as frozen-graph merges) and
+//! are listed in [`GraphOutcome::review`] with what the graph did with each.
 
 use arrow::array::{Array, StringArray};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::graph::{Evidence, IdentityGraph};
+use crate::graph::{Evidence, IdentityGraph, Proposal};
 
 /// The rule name recorded on probabilistic links.
 pub const PROBABILISTIC_RULE: &str = "probabilistic";
@@ -86,6 +86,9 @@ pub struct ReviewPair {
     pub right_id: String,
     /// Match probability.
     pub probability: f64,
+    /// What the graph did: queued (with the review item number), already linked, refused
+    /// by the rules, or ignored.
+    pub proposal: Proposal,
 }
 
 /// What applying the decisions to a graph did.
@@ -95,7 +98,7 @@ pub struct GraphOutcome {
     pub linked: usize,
     /// Auto-link pairs the graph's rules refused (limit, blocked value, scope).
     pub refused: usize,
-    /// Pairs in the review band.
+    /// Pairs in the review band, each proposed to the graph's review queue.
     pub review: Vec<ReviewPair>,
     /// Pairs below the review threshold.
     pub no_link: usize,
@@ -105,7 +108,8 @@ pub struct GraphOutcome {
 
 /// Applies the thresholds to scored pairs: auto-links are observed in `graph` as links
 /// between the identifiers (`kind`, left id) and (`kind`, right id) with rule
-/// [`PROBABILISTIC_RULE`] and confidence = probability; review-band pairs are returned.
+/// [`PROBABILISTIC_RULE`] and confidence = probability; review-band pairs are proposed to
+/// the graph's review queue with the same rule and confidence.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_to_graph(
     graph: &mut IdentityGraph,
@@ -141,21 +145,25 @@ pub fn apply_to_graph(
             out.missing_id += 1;
             continue;
         };
+        let evidence = Evidence {
+            at,
+            source: source.to_string(),
+            rule: PROBABILISTIC_RULE.to_string(),
+            confidence: p as f32,
+        };
         match decision {
-            Decision::Review => out.review.push(ReviewPair {
-                left: l,
-                right: r,
-                left_id: a,
-                right_id: b,
-                probability: p,
-            }),
+            Decision::Review => {
+                let (proposal, _) = graph.propose((kind, &a), (kind, &b), &evidence)?;
+                out.review.push(ReviewPair {
+                    left: l,
+                    right: r,
+                    left_id: a,
+                    right_id: b,
+                    probability: p,
+                    proposal,
+                });
+            }
             Decision::Link => {
-                let evidence = Evidence {
-                    at,
-                    source: source.to_string(),
-                    rule: PROBABILISTIC_RULE.to_string(),
-                    confidence: p as f32,
-                };
                 graph.observe(&[(kind, &a), (kind, &b)], &evidence)?;
                 let pa = graph.profile_of(kind, &a);
                 if pa.is_some() && pa == graph.profile_of(kind, &b) {
