@@ -649,3 +649,192 @@ mod decide {
         assert!(t.validate().is_err());
     }
 }
+
+mod matcher {
+    use std::collections::HashSet;
+
+    use super::*;
+    use arrow::array::UInt32Array;
+    use arrow::compute::take_record_batch;
+    use cdp_testkit::people::people;
+
+    fn column<'a>(t: &'a RecordBatch, name: &str) -> &'a StringArray {
+        t.column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+    }
+
+    /// Pairs of row indices (left, right) sharing a cluster.
+    fn true_pairs(left: &RecordBatch, right: Option<&RecordBatch>) -> HashSet<(u32, u32)> {
+        let l = column(left, "cluster");
+        let r = column(right.unwrap_or(left), "cluster");
+        let mut out = HashSet::new();
+        for i in 0..l.len() {
+            for j in 0..r.len() {
+                if l.value(i) == r.value(j) && (right.is_some() || i < j) {
+                    out.insert((i as u32, j as u32));
+                }
+            }
+        }
+        out
+    }
+
+    fn scores(run: &MatchRun, truth: &HashSet<(u32, u32)>) -> (f64, f64) {
+        let predicted: HashSet<(u32, u32)> = run
+            .above(0.5)
+            .map(|i| (run.pairs.left[i], run.pairs.right[i]))
+            .collect();
+        let tp = predicted.intersection(truth).count() as f64;
+        (tp / predicted.len() as f64, tp / truth.len() as f64)
+    }
+
+    #[test]
+    fn inferred_settings_deduplicate_generated_people() {
+        let table = people(2_000, 0.3, 11);
+        let settings = MatchSettings::infer(&table.schema(), &["rec_id", "cluster"]).unwrap();
+        let kinds: Vec<(&str, &ComparisonKind)> = settings
+            .comparisons
+            .iter()
+            .map(|c| (c.column.as_str(), &c.kind))
+            .collect();
+        assert!(matches!(
+            kinds[0],
+            ("given_name", ComparisonKind::JaroWinkler { .. })
+        ));
+        assert!(matches!(
+            kinds[2],
+            ("date_of_birth", ComparisonKind::Date { .. })
+        ));
+        assert!(settings.comparisons[3].term_frequency); // postcode
+        assert_eq!(settings.blocking.rules.len(), 5); // two names, dob, postcode, phone
+
+        let run = settings.dedupe(&table).unwrap();
+        assert!(run.em.converged);
+        // Every candidate pair is distinct and ordered, and far fewer than all pairs.
+        let all = table.num_rows() * (table.num_rows() - 1) / 2;
+        assert!(run.len() < all / 10, "{} of {all}", run.len());
+        assert!(
+            run.pairs
+                .left
+                .iter()
+                .zip(&run.pairs.right)
+                .all(|(l, r)| l < r)
+        );
+        let (precision, recall) = scores(&run, &true_pairs(&table, None));
+        assert!(precision > 0.95, "precision {precision}");
+        assert!(recall > 0.9, "recall {recall}");
+
+        // The explanation of every linked pair sums to its weight.
+        for i in run.above(0.5).take(50) {
+            let e = run.explain(i).unwrap();
+            let sum = e.prior_weight
+                + e.terms
+                    .iter()
+                    .map(|t| t.weight + t.tf_adjustment)
+                    .sum::<f64>();
+            assert!((sum - run.weights[i]).abs() < 1e-9);
+        }
+
+        // Links as Arrow, ids from the id column.
+        let ids = column(&table, "rec_id");
+        let links = run.to_record_batch(ids, ids, 0.5).unwrap();
+        assert_eq!(links.num_rows(), run.above(0.5).count());
+        assert_eq!(links.schema().field(3).name(), "match_probability");
+    }
+
+    #[test]
+    fn links_two_tables() {
+        // Left: one record per person; right: the second records of the duplicated ones.
+        let table = people(1_500, 0.4, 5);
+        let clusters = column(&table, "cluster");
+        let mut seen = HashSet::new();
+        let (mut l, mut r) = (vec![], vec![]);
+        for i in 0..table.num_rows() as u32 {
+            if seen.insert(clusters.value(i as usize)) {
+                l.push(i);
+            } else {
+                r.push(i);
+            }
+        }
+        let left = take_record_batch(&table, &UInt32Array::from(l)).unwrap();
+        let right = take_record_batch(&table, &UInt32Array::from(r)).unwrap();
+        let settings = MatchSettings::infer(&table.schema(), &["rec_id", "cluster"]).unwrap();
+        let run = settings.link(&left, &right).unwrap();
+        let truth = true_pairs(&left, Some(&right));
+        assert_eq!(truth.len(), right.num_rows());
+        let (precision, recall) = scores(&run, &truth);
+        assert!(precision > 0.95, "precision {precision}");
+        assert!(recall > 0.9, "recall {recall}");
+    }
+
+    #[test]
+    fn settings_from_a_file_with_defaults_and_clear_errors() {
+        let json = r#"{
+            "comparisons": [
+                {"column": "surname", "kind": {"type": "jaro_winkler", "thresholds": [0.9]}},
+                {"column": "date_of_birth", "kind": {"type": "date", "tolerance_days": 30}},
+                {"name": "pc", "column": "postcode", "kind": {"type": "exact"},
+                 "term_frequency": true}
+            ],
+            "blocking": {"rules": [{"keys": [{"type": "exact", "column": "postcode"}]}]},
+            "thresholds": {"auto_link": 0.9}
+        }"#;
+        let settings: MatchSettings = serde_json::from_str(json).unwrap();
+        assert_eq!(settings.u_samples, 100_000);
+        assert_eq!(settings.thresholds.review, Thresholds::default().review);
+        assert_eq!(settings.thresholds.auto_link, 0.9);
+        let table = people(300, 0.3, 3);
+        let run = settings.dedupe(&table).unwrap();
+        let e = run.explain(0).unwrap();
+        let names: Vec<&str> = e.terms.iter().map(|t| t.comparison.as_str()).collect();
+        assert_eq!(names, ["surname", "date_of_birth", "pc"]);
+
+        // Unknown keys and a missing blocking rule are refused, naming the problem.
+        let bad = json.replace("\"tolerance_days\"", "\"tolerance\"");
+        assert!(serde_json::from_str::<MatchSettings>(&bad).is_err());
+        let mut unblocked = settings.clone();
+        unblocked.blocking.rules.clear();
+        let err = unblocked.dedupe(&table).unwrap_err().to_string();
+        assert!(err.contains("blocking"), "{err}");
+        let mut missing = settings;
+        missing.comparisons[0].column = "nope".into();
+        let err = missing.dedupe(&table).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn run_applies_to_a_graph_with_review_queue() {
+        let table = people(500, 0.3, 9);
+        let mut settings = MatchSettings::infer(&table.schema(), &["rec_id", "cluster"]).unwrap();
+        settings.thresholds = Thresholds {
+            auto_link: 0.99,
+            review: 0.5,
+        };
+        let run = settings.dedupe(&table).unwrap();
+        let rules = serde_json::from_str(r#"{"identifiers": [{"name": "record", "priority": 1}]}"#)
+            .unwrap();
+        let mut graph = IdentityGraph::from_config(rules).unwrap();
+        let ids = column(&table, "rec_id");
+        let out = run
+            .apply_to_graph(&mut graph, "record", ids, ids, 0, "people")
+            .unwrap();
+        let review = run.above(0.5).count() - run.above(0.99).count();
+        assert_eq!(out.review.len(), review);
+        assert_eq!(out.linked + out.refused, run.above(0.99).count());
+        let held = out
+            .review
+            .iter()
+            .filter(|p| matches!(p.proposal, Proposal::Held { .. }))
+            .count();
+        assert_eq!(
+            graph
+                .review_queue()
+                .iter()
+                .filter(|r| r.status == ReviewStatus::Pending)
+                .count(),
+            held
+        );
+    }
+}

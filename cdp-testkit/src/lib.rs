@@ -3,8 +3,11 @@
 //! - [`sample`]: a deterministic, realistic company dataset (web and mobile events, a CRM
 //!   export, billing invoices) with the identity overlaps real data has, plus its ground
 //!   truth.
+//! - [`people`]: person records with noisy duplicates and their cluster ids, for record
+//!   linkage.
 //! - [`conformance`]: the harness every source must pass — checkpoints after everything it
 //!   emits, and a resume from any checkpoint yields exactly what came after it.
 
 pub mod conformance;
+pub mod people;
 pub mod sample;

@@ -1,39 +1,33 @@
 //! Probabilistic record linkage from the command line: deduplicate one CSV or link two,
-//! with comparisons and blocking rules picked from the column names, u from random pairs,
-//! m and the prior by EM, and scored pairs written to a CSV.
+//! with a Fellegi–Sunter model (u from random pairs, m and the prior by EM), and scored
+//! pairs written to a CSV.
 //!
 //! ```text
 //! cargo run --release --example match -- --left A.csv [--right B.csv] --id-column COL \
-//!     [--truth PAIRS.csv | --cluster-column COL] [--threshold 0.5] --out links.csv
+//!     [--config match.toml] [--truth PAIRS.csv | --cluster-column COL] \
+//!     [--threshold 0.5] --out links.csv
 //! ```
 //!
-//! `--truth` is a CSV of true pairs (two id columns, header optional); `--cluster-column`
-//! names a column whose equal values mark the same entity. With either, precision, recall
-//! and F1 of the pairs at or above `--threshold` are printed (recall counts true pairs the
-//! blocking never proposed as misses). All columns are read as text.
-//!
-//! Columns are recognised by name: given/first names (Jaro-Winkler), surname/last name
-//! (Jaro-Winkler, blocked by soundex), dates of birth (date with swapped day/month,
-//! blocked exactly), postcodes/zip (exact with term-frequency adjustment, blocked),
-//! addresses, suburbs and cities (Jaro-Winkler), phone, ssn and other ids (Levenshtein),
-//! age (numeric). Other columns are compared with Jaro-Winkler. A `--config` file is not
-//! supported yet.
+//! Without `--config`, comparisons and blocking rules are picked from the column names
+//! (see `MatchSettings::infer`); `--print-config` prints what was picked as TOML, a
+//! starting point for a config of your own. `--truth` is a CSV of true pairs (two id
+//! columns, header optional); `--cluster-column` names a column whose equal values mark the
+//! same entity. With either, precision, recall and F1 of the pairs at or above
+//! `--threshold` are printed (recall counts true pairs the blocking never proposed as
+//! misses). All columns are read as text; empty values are null.
 
 #![allow(clippy::print_stdout)]
 
 use std::collections::HashSet;
 use std::error::Error;
-use std::io::{BufWriter, Write};
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use cdp::arrow::array::{Array, RecordBatch, StringArray};
 use cdp::arrow::datatypes::{DataType, Field, Schema};
-use cdp::identity::probabilistic::{
-    Blocking, BlockingKey, BlockingRule, Comparison, ComparisonKind, EmOptions, FellegiSunter,
-    TermFrequencies, compare_all, probability, string_column,
-};
+use cdp::identity::probabilistic::{MatchSettings, string_column};
 use clap::Parser;
 
 /// Deduplicates or links CSV files with a Fellegi–Sunter model.
@@ -48,19 +42,27 @@ struct Args {
     /// The record id column (not compared).
     #[arg(long)]
     id_column: String,
+    /// Match settings (comparisons, blocking rules, thresholds) in TOML; without it they
+    /// are picked from the column names.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the settings used, as TOML.
+    #[arg(long)]
+    print_config: bool,
     /// CSV of true pairs of ids.
     #[arg(long)]
     truth: Option<PathBuf>,
     /// A column whose equal values mark the same entity (not compared).
     #[arg(long)]
     cluster_column: Option<String>,
-    /// Pairs at or above this match probability are links.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
-    /// Random pairs sampled to estimate u.
-    #[arg(long, default_value_t = 100_000)]
-    u_samples: usize,
-    /// Where to write the links (left_id,right_id,match_weight,probability).
+    /// Pairs at or above this match probability are links (default: the settings'
+    /// review threshold, 0.5 unless configured).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Random pairs sampled to estimate u (overrides the settings).
+    #[arg(long)]
+    u_samples: Option<usize>,
+    /// Where to write the links (left_id,right_id,match_weight,match_probability).
     #[arg(long)]
     out: PathBuf,
 }
@@ -72,42 +74,42 @@ fn main() -> Result<(), Box<dyn Error>> {
     let right = args.right.as_ref().map(read_csv).transpose()?;
     let read = start.elapsed();
 
-    let skip = [
-        Some(args.id_column.as_str()),
-        args.cluster_column.as_deref(),
-    ];
-    let mut comparisons = Vec::new();
-    let mut rules = Vec::new();
-    for field in left.schema().fields() {
-        let name = field.name();
-        if skip.contains(&Some(name.as_str()))
-            || right
-                .as_ref()
-                .is_some_and(|r| r.schema().column_with_name(name).is_none())
-        {
-            continue;
+    let mut settings = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str::<MatchSettings>(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?
         }
-        let (comparison, rule) = pick(name);
-        comparisons.push(comparison);
-        rules.extend(rule);
+        None => {
+            let schema = left.schema();
+            let mut skip = vec![args.id_column.as_str()];
+            skip.extend(args.cluster_column.as_deref());
+            // Linking compares only the columns both files have.
+            if let Some(r) = &right {
+                for field in schema.fields() {
+                    if r.schema().column_with_name(field.name()).is_none() {
+                        skip.push(field.name());
+                    }
+                }
+            }
+            MatchSettings::infer(&schema, &skip)?
+        }
+    };
+    if let Some(n) = args.u_samples {
+        settings.u_samples = n;
     }
-    if comparisons.is_empty() {
-        return Err("no columns to compare".into());
+    if args.print_config {
+        println!("{}", toml::to_string_pretty(&settings)?);
     }
-    if rules.is_empty() {
-        return Err("no column suitable for blocking (surname, date of birth, postcode)".into());
-    }
-    for c in &comparisons {
+    for c in &settings.comparisons {
         println!("compare {:<16} {:?}", c.column, c.kind);
     }
 
-    let t = Instant::now();
-    let blocking = Blocking::new(rules);
-    let pairs = match &right {
-        Some(r) => blocking.link(&left, r)?,
-        None => blocking.dedupe(&left)?,
+    let run = match &right {
+        Some(r) => settings.link(&left, r)?,
+        None => settings.dedupe(&left)?,
     };
-    let blocked = t.elapsed();
     let rows_r = right
         .as_ref()
         .map_or(left.num_rows(), RecordBatch::num_rows);
@@ -116,50 +118,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         None => left.num_rows() as f64 * (left.num_rows() as f64 - 1.0) / 2.0,
     };
     println!(
-        "candidate pairs: {} ({:.4}% of {cross}), per rule {:?}",
-        pairs.len(),
-        100.0 * pairs.len() as f64 / cross.max(1.0),
-        pairs.per_rule
+        "candidate pairs: {} ({:.4}% of {cross}), new per rule {:?}",
+        run.len(),
+        100.0 * run.len() as f64 / cross.max(1.0),
+        run.pairs.per_rule
     );
-
-    let t = Instant::now();
-    let left_cols = comparisons
-        .iter()
-        .map(|c| string_column(&left, &c.column))
-        .collect::<Result<Vec<_>, _>>()?;
-    let right_cols = match &right {
-        Some(r) => comparisons
-            .iter()
-            .map(|c| string_column(r, &c.column))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => left_cols.clone(),
-    };
-    let cols: Vec<_> = left_cols.iter().zip(&right_cols).collect();
-    let mut model = FellegiSunter::new(comparisons.clone())?;
-    for (k, c) in comparisons.iter().enumerate() {
-        if c.term_frequency {
-            let tf = match &right {
-                Some(_) => TermFrequencies::from_columns(&[&left_cols[k], &right_cols[k]]),
-                None => TermFrequencies::from_columns(&[&left_cols[k]]),
-            };
-            model.set_term_frequencies(k, tf)?;
-        }
-    }
-    model.estimate_u(
-        &cols,
-        left.num_rows(),
-        right.as_ref().map(RecordBatch::num_rows),
-        args.u_samples,
-        1,
-    )?;
-    let levels = compare_all(&comparisons, &cols, &pairs.left, &pairs.right)?;
-    let em = model.estimate_m(&levels, EmOptions::default())?;
-    let tf_cols: Vec<Option<&StringArray>> = left_cols.iter().map(Some).collect();
-    let weights = model.score(&levels, &tf_cols, &pairs.left)?;
-    let scored = t.elapsed();
     println!(
         "EM: {} iterations, converged {}, {} patterns, prior λ = {:.5}",
-        em.iterations, em.converged, em.patterns, model.lambda
+        run.em.iterations, run.em.converged, run.em.patterns, run.model.lambda
     );
 
     let left_ids = string_column(&left, &args.id_column)?;
@@ -167,41 +133,50 @@ fn main() -> Result<(), Box<dyn Error>> {
         Some(r) => string_column(r, &args.id_column)?,
         None => left_ids.clone(),
     };
-    let mut out = BufWriter::new(std::fs::File::create(&args.out)?);
-    writeln!(out, "left_id,right_id,match_weight,probability")?;
-    let mut predicted = HashSet::new();
-    let mut best: Option<usize> = None;
-    for (i, w) in weights.iter().enumerate() {
-        let p = probability(*w);
-        if p < args.threshold {
-            continue;
-        }
-        let a = left_ids.value(pairs.left[i] as usize);
-        let b = right_ids.value(pairs.right[i] as usize);
-        writeln!(out, "{},{},{w:.4},{p:.6}", csv_field(a), csv_field(b))?;
-        predicted.insert(key(a, b, right.is_none()));
-        if best.is_none_or(|j| weights[j] < *w) {
-            best = Some(i);
-        }
-    }
-    out.flush()?;
+    let threshold = args.threshold.unwrap_or(settings.thresholds.review);
+    let links = run.to_record_batch(&left_ids, &right_ids, threshold)?;
+    let mut writer = arrow_csv::WriterBuilder::new()
+        .with_header(true)
+        .build(File::create(&args.out)?);
+    writer.write(&links)?;
+    drop(writer);
+    let unordered = right.is_none();
+    let predicted: HashSet<(String, String)> = run
+        .above(threshold)
+        .map(|i| {
+            key(
+                left_ids.value(run.pairs.left[i] as usize),
+                right_ids.value(run.pairs.right[i] as usize),
+                unordered,
+            )
+        })
+        .collect();
     println!(
-        "links at p >= {}: {} written to {}",
-        args.threshold,
-        predicted.len(),
+        "links at p >= {threshold}: {} written to {}",
+        links.num_rows(),
         args.out.display()
     );
+    let t = run.timings;
     println!(
-        "time: read {read:.2?}, blocking {blocked:.2?}, u + compare + EM + score {scored:.2?}, total {:.2?}",
+        "time: read {read:.2?}, blocking {:.2?}, u {:.2?}, compare {:.2?}, EM {:.2?}, \
+         score {:.2?}, total {:.2?}",
+        t.blocking,
+        t.u,
+        t.compare,
+        t.em,
+        t.score,
         start.elapsed()
     );
+    let best = run
+        .above(threshold)
+        .max_by(|&a, &b| run.weights[a].total_cmp(&run.weights[b]));
     if let Some(i) = best {
         println!("\nstrongest link explained:");
-        println!("{}", model.explain(&levels, &tf_cols, &pairs.left, i)?);
+        println!("{}", run.explain(i)?);
     }
 
     let truth = match (&args.truth, &args.cluster_column) {
-        (Some(path), _) => Some(truth_pairs(path, right.is_none())?),
+        (Some(path), _) => Some(truth_pairs(path, unordered, &left_ids, &right_ids)?),
         (None, Some(column)) => Some(cluster_pairs(
             &left,
             right.as_ref(),
@@ -229,64 +204,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// A comparison (and maybe a blocking rule) for a column, by its name.
-fn pick(name: &str) -> (Comparison, Option<BlockingRule>) {
-    let n = name.to_ascii_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| n.contains(w));
-    let jw = |t: Vec<f64>| ComparisonKind::JaroWinkler { thresholds: t };
-    let exact_rule = || {
-        Some(BlockingRule::single(BlockingKey::Exact {
-            column: name.to_string(),
-        }))
-    };
-    if has(&["surname", "last_name", "lastname", "family"]) {
-        let rule = BlockingRule::single(BlockingKey::Soundex {
-            column: name.to_string(),
-        });
-        (Comparison::new(name, jw(vec![0.92, 0.8])), Some(rule))
-    } else if has(&["given", "first", "forename"]) {
-        // A second name-based block catches pairs whose surname was mistyped.
-        let rule = BlockingRule::single(BlockingKey::Soundex {
-            column: name.to_string(),
-        });
-        (Comparison::new(name, jw(vec![0.92, 0.8])), Some(rule))
-    } else if has(&["birth", "dob"]) {
-        let kind = ComparisonKind::Date {
-            tolerance_days: 365,
-        };
-        (Comparison::new(name, kind), exact_rule())
-    } else if has(&["postcode", "zip", "postal"]) {
-        let kind = ComparisonKind::Levenshtein {
-            max_distances: vec![1],
-        };
-        (
-            Comparison::new(name, kind).with_term_frequency(),
-            exact_rule(),
-        )
-    } else if has(&["phone", "soc_sec", "ssn", "_id", "number", "email"]) {
-        let kind = ComparisonKind::Levenshtein {
-            max_distances: vec![1, 2],
-        };
-        // Strong ids also block: a pair with every name and date mistyped still shares one.
-        let rule = has(&["soc_sec", "ssn", "email", "phone"])
-            .then(exact_rule)
-            .flatten();
-        (Comparison::new(name, kind), rule)
-    } else if has(&["age"]) {
-        (
-            Comparison::new(name, ComparisonKind::Numeric { tolerance: 2.0 }),
-            None,
-        )
-    } else if has(&["state", "country", "gender", "sex"]) {
-        (
-            Comparison::new(name, ComparisonKind::Exact).with_term_frequency(),
-            None,
-        )
-    } else {
-        (Comparison::new(name, jw(vec![0.92, 0.8])), None)
-    }
-}
-
 fn key(a: &str, b: &str, unordered: bool) -> (String, String) {
     if unordered && b < a {
         (b.to_string(), a.to_string())
@@ -295,15 +212,35 @@ fn key(a: &str, b: &str, unordered: bool) -> (String, String) {
     }
 }
 
+/// True pairs from a CSV of two id columns. Rows naming an id that is in neither file
+/// (a header line, for one) are skipped.
 fn truth_pairs(
     path: &PathBuf,
     unordered: bool,
+    left_ids: &StringArray,
+    right_ids: &StringArray,
 ) -> Result<HashSet<(String, String)>, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path)?;
+    let known: HashSet<&str> = left_ids.iter().chain(right_ids.iter()).flatten().collect();
+    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Utf8, true),
+        Field::new("b", DataType::Utf8, true),
+    ]));
+    let reader = arrow_csv::ReaderBuilder::new(schema)
+        .with_header(false)
+        .with_truncated_rows(true)
+        .build(file)?;
     let mut out = HashSet::new();
-    for record in parse_csv(&text) {
-        if let [a, b, ..] = record.as_slice() {
-            out.insert(key(a, b, unordered));
+    for batch in reader {
+        let batch = batch?;
+        let (a, b) = (string_column(&batch, "a")?, string_column(&batch, "b")?);
+        for (a, b) in a.iter().zip(b.iter()) {
+            if let (Some(a), Some(b)) = (a.map(str::trim), b.map(str::trim))
+                && known.contains(a)
+                && known.contains(b)
+            {
+                out.insert(key(a, b, unordered));
+            }
         }
     }
     Ok(out)
@@ -354,70 +291,23 @@ fn cluster_pairs(
     Ok(out)
 }
 
-/// Reads a CSV with a header into a batch of nullable UTF-8 columns (empty = null).
+/// Reads a CSV with a header into a batch of nullable UTF-8 columns (empty = null), so
+/// that postcodes keep their leading zeros and ids stay text.
 fn read_csv(path: &PathBuf) -> Result<RecordBatch, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut records = parse_csv(&text).into_iter();
-    let header = records.next().ok_or("empty CSV")?;
-    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); header.len()];
-    for record in records {
-        if record.len() == 1 && record[0].is_empty() {
-            continue;
-        }
-        for (k, column) in columns.iter_mut().enumerate() {
-            let v = record.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
-            column.push(v.map(str::to_string));
-        }
-    }
+    let open = || File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let format = arrow_csv::reader::Format::default().with_header(true);
+    let (header, _) = format.infer_schema(open()?, Some(0))?;
     let schema = Arc::new(Schema::new(
         header
+            .fields()
             .iter()
-            .map(|h| Field::new(h.trim(), DataType::Utf8, true))
+            .map(|f| Field::new(f.name().trim(), DataType::Utf8, true))
             .collect::<Vec<_>>(),
     ));
-    let arrays = columns
-        .into_iter()
-        .map(|c| Arc::new(StringArray::from(c)) as _)
-        .collect();
-    Ok(RecordBatch::try_new(schema, arrays)?)
-}
-
-/// RFC 4180 records: commas, double quotes with `""` escapes, CRLF or LF line ends.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut records = Vec::new();
-    let mut record = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => record.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                record.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut record));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !record.is_empty() {
-        record.push(field);
-        records.push(record);
-    }
-    records
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    let reader = arrow_csv::ReaderBuilder::new(schema.clone())
+        .with_format(format)
+        .with_batch_size(64 * 1024)
+        .build(open()?)?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok(cdp::arrow::compute::concat_batches(&schema, &batches)?)
 }

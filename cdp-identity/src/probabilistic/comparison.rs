@@ -61,7 +61,9 @@ pub enum ComparisonKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Comparison {
-    /// The name used in explanations (defaults to the column name in [`Comparison::new`]).
+    /// The name used in explanations (defaults to the column name in [`Comparison::new`],
+    /// and in [`MatchSettings`](super::MatchSettings) when left out or empty).
+    #[serde(default)]
     pub name: String,
     /// The column compared (the same name on both sides).
     pub column: String,

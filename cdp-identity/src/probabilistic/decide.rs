@@ -20,7 +20,7 @@ pub const PROBABILISTIC_RULE: &str = "probabilistic";
 
 /// Probability thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// At or above: linked automatically.
     pub auto_link: f64,

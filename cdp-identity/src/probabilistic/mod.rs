@@ -58,6 +58,7 @@
 pub mod blocking;
 pub mod comparison;
 pub mod decide;
+pub mod matcher;
 mod metrics;
 pub mod model;
 
@@ -66,6 +67,7 @@ pub use comparison::{Comparison, ComparisonKind, NULL_LEVEL, compare_all, parse_
 pub use decide::{
     Decision, GraphOutcome, PROBABILISTIC_RULE, ReviewPair, Thresholds, apply_to_graph,
 };
+pub use matcher::{MatchRun, MatchSettings, MatchTimings};
 pub use model::{
     EmOptions, EmReport, FellegiSunter, PairExplanation, TermFrequencies, WeightTerm, probability,
 };

@@ -71,6 +71,7 @@ impl TermFrequencies {
 
 /// Settings of the EM run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EmOptions {
     /// Stop after this many iterations.
     pub max_iterations: usize,
