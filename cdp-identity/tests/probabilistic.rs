@@ -421,6 +421,68 @@ mod em {
         }
     }
 
+    /// Candidate pairs as two blocking rules would produce them: rule 0 keeps the pairs
+    /// that agree exactly on surname (comparison 1), rule 1 those that agree on postcode
+    /// (comparison 3); non-matching pairs agreeing on neither are never candidates.
+    fn blocked(n: usize) -> (Table, Table, Vec<Vec<u8>>, Vec<Vec<bool>>) {
+        let (_, m, u, all) = generated(n);
+        let keep: Vec<usize> = (0..n)
+            .filter(|&i| all[1][i] == 1 || all[3][i] == 1)
+            .collect();
+        let levels: Vec<Vec<u8>> = all
+            .iter()
+            .map(|lv| keep.iter().map(|&i| lv[i]).collect())
+            .collect();
+        let members = vec![
+            levels[1].iter().map(|&l| l == 1).collect(),
+            levels[3].iter().map(|&l| l == 1).collect(),
+        ];
+        (m, u, levels, members)
+    }
+
+    #[test]
+    fn per_rule_sessions_undo_the_blocking_bias() {
+        let (m, u, levels, members) = blocked(200_000);
+        let excluded = vec![
+            vec![false, true, false, false],
+            vec![false, false, false, true],
+        ];
+        let mut by_rule = FellegiSunter::new(comparisons()).unwrap();
+        by_rule.u = u.clone();
+        let report = by_rule
+            .estimate_m_by_rule(&levels, &members, &excluded, 100, EmOptions::default())
+            .unwrap();
+        assert!(report.converged, "{report:?}");
+        assert_eq!(report.sessions, 2);
+        // Each comparison's m is recovered, including the blocked ones (each estimated by
+        // the session of the other rule)...
+        let error = |model: &FellegiSunter| {
+            model
+                .m
+                .iter()
+                .zip(&m)
+                .flat_map(|(got, want)| got.iter().zip(want).map(|(g, w)| (g - w).abs()))
+                .fold(0.0f64, f64::max)
+        };
+        assert!(error(&by_rule) < 0.05, "by rule: m {:?}", by_rule.m);
+        // ...which a single session on all pairs gets further from.
+        let mut all_pairs = FellegiSunter::new(comparisons()).unwrap();
+        all_pairs.u = u;
+        all_pairs.estimate_m(&levels, EmOptions::default()).unwrap();
+        assert!(
+            error(&by_rule) < error(&all_pairs),
+            "by rule {} vs all pairs {}",
+            error(&by_rule),
+            error(&all_pairs)
+        );
+        // Mismatched masks are an error, not a panic.
+        assert!(
+            by_rule
+                .estimate_m_by_rule(&levels, &members[..1], &excluded, 100, EmOptions::default())
+                .is_err()
+        );
+    }
+
     #[test]
     fn u_from_random_pairs() {
         // 1000 rows, 10 equally common values: a random pair agrees with probability 0.1.

@@ -208,6 +208,44 @@ impl Blocking {
     }
 }
 
+impl Blocking {
+    /// For every rule, whether it puts each candidate pair in one block (a pair can be in
+    /// several rules' blocks). Used to train EM per rule.
+    pub fn rule_membership(
+        &self,
+        left: &RecordBatch,
+        right: Option<&RecordBatch>,
+        pairs: &CandidatePairs,
+    ) -> Result<Vec<Vec<bool>>> {
+        self.rules
+            .iter()
+            .map(|rule| {
+                let left_keys = rule_keys(rule, left)?;
+                let right_keys = right.map(|r| rule_keys(rule, r)).transpose()?;
+                let right_keys = right_keys.as_ref().unwrap_or(&left_keys);
+                Ok(pairs
+                    .left
+                    .iter()
+                    .zip(&pairs.right)
+                    .map(
+                        |(&l, &r)| match (left_keys.get(l as usize), right_keys.get(r as usize)) {
+                            (Some(Some(a)), Some(Some(b))) => a == b,
+                            _ => false,
+                        },
+                    )
+                    .collect())
+            })
+            .collect()
+    }
+}
+
+impl BlockingRule {
+    /// Whether any key of the rule reads `column`.
+    pub fn uses_column(&self, column: &str) -> bool {
+        self.keys.iter().any(|k| k.column() == column)
+    }
+}
+
 /// One key string per row (`None` when any key column is null or empty).
 fn rule_keys(rule: &BlockingRule, table: &RecordBatch) -> Result<Vec<Option<String>>> {
     let columns = rule

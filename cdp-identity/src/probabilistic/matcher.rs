@@ -64,7 +64,27 @@ pub struct MatchSettings {
     /// EM settings.
     #[serde(default)]
     pub em: EmOptions,
+    /// How m is trained.
+    #[serde(default)]
+    pub training: Training,
 }
+
+/// How EM trains m on the candidate pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Training {
+    /// One session per blocking rule, leaving out the comparisons that rule keys on (their
+    /// agreement among candidates is caused by the blocking, not by matching); see
+    /// [`FellegiSunter::estimate_m_by_rule`]. The default.
+    #[default]
+    ByBlockingRule,
+    /// One session on all candidate pairs ([`FellegiSunter::estimate_m`]): faster, but
+    /// biased when compared columns are also blocked on.
+    AllPairs,
+}
+
+/// Blocking-rule sessions with fewer pairs than this are skipped (too few to estimate m).
+const MIN_SESSION_PAIRS: usize = 200;
 
 fn default_u_samples() -> usize {
     100_000
@@ -128,6 +148,7 @@ impl MatchSettings {
             u_samples: default_u_samples(),
             seed: default_seed(),
             em: EmOptions::default(),
+            training: Training::default(),
         })
     }
 
@@ -219,7 +240,30 @@ impl MatchSettings {
         timings.compare = t.elapsed();
 
         let t = Instant::now();
-        let em = model.estimate_m(&levels, self.em)?;
+        let em = match self.training {
+            Training::AllPairs => model.estimate_m(&levels, self.em)?,
+            Training::ByBlockingRule => {
+                let members = self.blocking.rule_membership(left, right, &pairs)?;
+                let excluded: Vec<Vec<bool>> = self
+                    .blocking
+                    .rules
+                    .iter()
+                    .map(|rule| {
+                        comparisons
+                            .iter()
+                            .map(|c| rule.uses_column(&c.column))
+                            .collect()
+                    })
+                    .collect();
+                model.estimate_m_by_rule(
+                    &levels,
+                    &members,
+                    &excluded,
+                    MIN_SESSION_PAIRS,
+                    self.em,
+                )?
+            }
+        };
         timings.em = t.elapsed();
 
         let t = Instant::now();

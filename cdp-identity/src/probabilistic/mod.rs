@@ -6,10 +6,16 @@
 //!    index arrays, never the full cross product.
 //! 2. [`comparison`]: each comparison turns every candidate pair into a level (exact,
 //!    similarity bands, dates, numbers; null is "unknown").
-//! 3. [`model`]: u from random pairs, m and the prior by EM, match weight and probability,
-//!    term-frequency adjustments, and a per-pair waterfall explanation.
+//! 3. [`model`]: u from random pairs, m and the prior by EM — one session per blocking rule
+//!    leaving out the comparisons the rule keys on, so agreement the blocking caused is not
+//!    read as a match — match weight and probability, term-frequency adjustments, and a
+//!    per-pair waterfall explanation.
 //! 4. [`decide`]: thresholds split pairs into auto-link (into the identity graph, under its
 //!    rules), review and no-link.
+//!
+//! [`MatchSettings`] runs all of it in one call on one table or two, from a `match.toml`
+//! or from settings inferred from the column names; the steps are public for finer
+//! control.
 //!
 //! # Example
 //!
@@ -67,7 +73,7 @@ pub use comparison::{Comparison, ComparisonKind, NULL_LEVEL, compare_all, parse_
 pub use decide::{
     Decision, GraphOutcome, PROBABILISTIC_RULE, ReviewPair, Thresholds, apply_to_graph,
 };
-pub use matcher::{MatchRun, MatchSettings, MatchTimings};
+pub use matcher::{MatchRun, MatchSettings, MatchTimings, Training};
 pub use model::{
     EmOptions, EmReport, FellegiSunter, PairExplanation, TermFrequencies, WeightTerm, probability,
 };

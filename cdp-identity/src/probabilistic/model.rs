@@ -104,6 +104,9 @@ pub struct EmReport {
     pub last_change: f64,
     /// Distinct level patterns among the pairs.
     pub patterns: usize,
+    /// EM sessions run (one per blocking rule for blocking-aware EM, else one).
+    #[serde(default)]
+    pub sessions: usize,
 }
 
 /// A Fellegi–Sunter model over a list of comparisons.
@@ -212,32 +215,125 @@ impl FellegiSunter {
 
     /// Estimates m and λ (and u unless `options.fix_u`) by expectation–maximisation on the
     /// levels of the candidate pairs (`levels[k][pair]`).
+    ///
+    /// Comparisons on columns the blocking rules key on are biased here: candidate pairs
+    /// agree on them far more often than random pairs, and EM can read that agreement as
+    /// evidence of a match. [`FellegiSunter::estimate_m_by_rule`] avoids the bias.
     pub fn estimate_m(&mut self, levels: &[Vec<u8>], options: EmOptions) -> Result<EmReport> {
         self.check_levels(levels)?;
+        let patterns = fold_patterns(levels, |_| true);
+        let active = vec![true; self.comparisons.len()];
+        Ok(self.em(&patterns, &active, true, options))
+    }
+
+    /// Blocking-aware EM, as record-linkage practice does it: one EM session per blocking
+    /// rule, on the pairs that rule produces (`rule_pairs[r][pair]`), leaving out the
+    /// comparisons the rule keys on (`excluded[r][k]`), whose levels are distorted by the
+    /// blocking. Each comparison's m is the mean over the sessions that estimated it
+    /// (sessions of fewer than `min_session_pairs` pairs are skipped); a comparison no
+    /// session could estimate falls back to plain EM on all pairs. Finally λ is fitted on
+    /// all candidate pairs with m and u fixed.
+    pub fn estimate_m_by_rule(
+        &mut self,
+        levels: &[Vec<u8>],
+        rule_pairs: &[Vec<bool>],
+        excluded: &[Vec<bool>],
+        min_session_pairs: usize,
+        options: EmOptions,
+    ) -> Result<EmReport> {
+        self.check_levels(levels)?;
         let n = levels.first().map_or(0, Vec::len);
-        // Fold identical patterns together.
-        let mut patterns: HashMap<Vec<u8>, f64> = HashMap::new();
-        let mut buf = vec![0u8; levels.len()];
-        for i in 0..n {
-            for (b, l) in buf.iter_mut().zip(levels) {
-                *b = l[i];
+        let k = self.comparisons.len();
+        if rule_pairs.len() != excluded.len()
+            || rule_pairs.iter().any(|r| r.len() != n)
+            || excluded.iter().any(|e| e.len() != k)
+        {
+            return Err(Error::InvalidOperation(
+                "rule pair masks must have one entry per pair, exclusions one per comparison"
+                    .into(),
+            ));
+        }
+        let start = self.clone();
+        let mut sums: Vec<Vec<f64>> = self.m.iter().map(|v| vec![0.0; v.len()]).collect();
+        let mut sessions_of = vec![0usize; k];
+        let mut report = EmReport {
+            iterations: 0,
+            converged: true,
+            last_change: 0.0,
+            patterns: 0,
+            sessions: 0,
+        };
+        for (members, excluded) in rule_pairs.iter().zip(excluded) {
+            let count = members.iter().filter(|&&m| m).count();
+            let active: Vec<bool> = excluded.iter().map(|e| !e).collect();
+            if count < min_session_pairs.max(1) || !active.iter().any(|&a| a) {
+                continue;
             }
-            if let Some(c) = patterns.get_mut(buf.as_slice()) {
-                *c += 1.0;
-            } else {
-                patterns.insert(buf.clone(), 1.0);
+            let mut session = start.clone();
+            let patterns = fold_patterns(levels, |i| members[i]);
+            let r = session.em(&patterns, &active, true, options);
+            report.iterations += r.iterations;
+            report.converged &= r.converged;
+            report.last_change = report.last_change.max(r.last_change);
+            report.sessions += 1;
+            for c in 0..k {
+                if active[c] {
+                    sessions_of[c] += 1;
+                    for (sum, m) in sums[c].iter_mut().zip(&session.m[c]) {
+                        *sum += m;
+                    }
+                }
             }
         }
-        let patterns: Vec<(Vec<u8>, f64)> = patterns.into_iter().collect();
+        // Comparisons no session estimated: plain EM on all pairs, for them alone.
+        let untrained: Vec<bool> = sessions_of.iter().map(|&s| s == 0).collect();
+        let all = fold_patterns(levels, |_| true);
+        if untrained.iter().any(|&u| u) {
+            let mut fallback = start.clone();
+            let r = fallback.em(&all, &vec![true; k], true, options);
+            report.iterations += r.iterations;
+            report.converged &= r.converged;
+            for c in (0..k).filter(|&c| untrained[c]) {
+                self.m[c] = fallback.m[c].clone();
+                if !options.fix_u {
+                    self.u[c] = fallback.u[c].clone();
+                }
+            }
+        }
+        for c in (0..k).filter(|&c| !untrained[c]) {
+            self.m[c] = normalised(sums[c].clone());
+        }
+        // λ on every candidate pair, m and u as estimated.
+        let lambda_only = EmOptions {
+            fix_u: true,
+            ..options
+        };
+        let r = self.em(&all, &vec![true; k], false, lambda_only);
+        report.iterations += r.iterations;
+        report.converged &= r.converged;
+        report.patterns = r.patterns;
+        Ok(report)
+    }
+
+    /// EM over folded patterns: only `active` comparisons enter the likelihood and are
+    /// updated; m (and u unless fixed) move only when `update_m`, λ always.
+    fn em(
+        &mut self,
+        patterns: &[(Vec<u8>, f64)],
+        active: &[bool],
+        update_m: bool,
+        options: EmOptions,
+    ) -> EmReport {
         let total: f64 = patterns.iter().map(|(_, c)| c).sum();
         let mut report = EmReport {
             iterations: 0,
             converged: false,
             last_change: f64::INFINITY,
             patterns: patterns.len(),
+            sessions: 1,
         };
         if total == 0.0 {
-            return Ok(report);
+            return report;
         }
         while report.iterations < options.max_iterations {
             report.iterations += 1;
@@ -247,10 +343,10 @@ impl FellegiSunter {
             let mut m_acc: Vec<Vec<f64>> = self.m.iter().map(|v| vec![0.0; v.len()]).collect();
             let mut u_acc = m_acc.clone();
             let mut matches = 0.0;
-            for (pattern, count) in &patterns {
+            for (pattern, count) in patterns {
                 let (mut a, mut b) = (ln_l, ln_nl);
                 for (k, &l) in pattern.iter().enumerate() {
-                    if l != NULL_LEVEL {
+                    if l != NULL_LEVEL && active[k] {
                         a += ln_m[k][l as usize];
                         b += ln_u[k][l as usize];
                     }
@@ -258,7 +354,7 @@ impl FellegiSunter {
                 let post = 1.0 / (1.0 + (b - a).exp());
                 matches += post * count;
                 for (k, &l) in pattern.iter().enumerate() {
-                    if l != NULL_LEVEL {
+                    if l != NULL_LEVEL && active[k] {
                         m_acc[k][l as usize] += post * count;
                         u_acc[k][l as usize] += (1.0 - post) * count;
                     }
@@ -267,7 +363,7 @@ impl FellegiSunter {
             let lambda = (matches / total).clamp(FLOOR, 1.0 - FLOOR);
             let mut change = (lambda - self.lambda).abs();
             self.lambda = lambda;
-            for k in 0..self.m.len() {
+            for k in (0..self.m.len()).filter(|&k| update_m && active[k]) {
                 if m_acc[k].iter().sum::<f64>() > 0.0 {
                     let new = normalised(m_acc[k].clone());
                     change = change.max(max_diff(&new, &self.m[k]));
@@ -285,7 +381,7 @@ impl FellegiSunter {
                 break;
             }
         }
-        Ok(report)
+        report
     }
 
     /// The prior as a weight: `log2(λ / (1 - λ))`.
@@ -538,6 +634,28 @@ impl fmt::Display for PairExplanation {
             "total", "", "", self.total_weight, self.probability
         )
     }
+}
+
+/// Identical level patterns of the selected pairs, folded together with their counts.
+fn fold_patterns(levels: &[Vec<u8>], select: impl Fn(usize) -> bool) -> Vec<(Vec<u8>, f64)> {
+    let n = levels.first().map_or(0, Vec::len);
+    let mut patterns: HashMap<Vec<u8>, f64> = HashMap::new();
+    let mut buf = vec![0u8; levels.len()];
+    for i in (0..n).filter(|&i| select(i)) {
+        for (b, l) in buf.iter_mut().zip(levels) {
+            *b = l[i];
+        }
+        if let Some(c) = patterns.get_mut(buf.as_slice()) {
+            *c += 1.0;
+        } else {
+            patterns.insert(buf.clone(), 1.0);
+        }
+    }
+    // Sorted, so sums over patterns do not depend on hash order: runs are reproducible
+    // to the last bit.
+    let mut patterns: Vec<(Vec<u8>, f64)> = patterns.into_iter().collect();
+    patterns.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    patterns
 }
 
 fn normalised(mut v: Vec<f64>) -> Vec<f64> {
