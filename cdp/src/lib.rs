@@ -7,8 +7,8 @@
 //! | module | crate | feature |
 //! |---|---|---|
 //! | crate root, [`core`] | `cdp-core`: record model, traits, pipeline runtime, state | always |
-//! | [`connectors`] | `cdp-connectors`: file sources and landing zones; PostgreSQL | `files`, `postgres` |
-//! | [`identity`] | `cdp-identity`: identity graph, merges, profiles | `identity` |
+//! | [`connectors`] | `cdp-connectors`: file sources and landing zones; PostgreSQL source, destination, state store, identity log and profile store | `files`, `postgres`, `postgres-tls`, `postgres-identity` |
+//! | [`identity`] | `cdp-identity`: identity graph, merges, profiles, probabilistic matching | `identity` |
 //! | [`schema`] | `cdp-schema`: registry, compatibility, diffs, contracts | `schema` |
 //! | [`governance`] | `cdp-governance`: classes, policies, masking, audit | `governance` |
 //!
