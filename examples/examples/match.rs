@@ -10,7 +10,8 @@
 //!
 //! Without `--config`, comparisons and blocking rules are picked from the column names
 //! (see `MatchSettings::infer`); `--print-config` prints what was picked as TOML, a
-//! starting point for a config of your own. `--truth` is a CSV of true pairs (two id
+//! starting point for a config of your own (`examples/match/people.toml` is a commented
+//! one). `--truth` is a CSV of true pairs (two id
 //! columns, header optional); `--cluster-column` names a column whose equal values mark the
 //! same entity. With either, precision, recall and F1 of the pairs at or above
 //! `--threshold` are printed (recall counts true pairs the blocking never proposed as
