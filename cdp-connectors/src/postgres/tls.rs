@@ -39,10 +39,16 @@ pub(crate) fn make_tls_connect(
                 .build()
                 .map_err(|e| tls_error("certificate verifier", &e))?
         } else {
-            Arc::new(ChainOnly { roots, provider })
+            Arc::new(WithoutHostName {
+                roots: Some(roots),
+                provider,
+            })
         }
     } else {
-        Arc::new(Unverified { provider })
+        Arc::new(WithoutHostName {
+            roots: None,
+            provider,
+        })
     };
     let builder = builder
         .dangerous()
@@ -107,16 +113,19 @@ fn load_certs(path: &Path, what: &str, connector: &str) -> Result<Vec<Certificat
     Ok(certs)
 }
 
-/// `verify-ca` (and `prefer`/`require` given a root certificate): the chain must lead to a
-/// trusted root, within its validity period, but the name in the certificate is not
-/// compared with the host connected to.
+/// The verifier of the modes that do not compare host names: `verify-ca` (and
+/// `prefer`/`require` given a root certificate) checks that the chain leads to a trusted
+/// root within its validity period; `prefer` and `require` without a root certificate
+/// (`roots` is `None`) accept any certificate, as libpq does — the session is encrypted and
+/// the handshake signature still checked against the presented key, but nothing proves who
+/// holds that key.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct WithoutHostName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -125,69 +134,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `prefer` and `require` without a root certificate: any certificate is accepted, as libpq
-/// does. The session is encrypted (and the handshake signature still checked against the
-/// presented key), but nothing proves who holds that key.
-#[derive(Debug)]
-struct Unverified {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
