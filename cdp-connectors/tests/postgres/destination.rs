@@ -349,3 +349,47 @@ async fn a_first_load_into_an_empty_table_keeps_the_last_row_of_each_key() {
         ]
     );
 }
+
+/// A flush rewrites only the rows whose content changed (the others keep their row
+/// version, `xmin`), and writes everything in one transaction.
+#[tokio::test]
+async fn a_flush_rewrites_only_changed_rows_in_one_transaction() {
+    let db = TestDb::new().await;
+    let mut dest = destination(&db, "cdp-test-rewrites").await;
+    dest.prepare(&spec(true)).await.unwrap();
+    dest.write(&rows(&[1, 2, 3, 4], "v1", None)).await.unwrap();
+    dest.flush(1).await.unwrap();
+    let versions = async || -> Vec<(i64, String)> {
+        db.client
+            .query(
+                &format!(
+                    "SELECT id, xmin::text FROM {} ORDER BY id",
+                    db.table("accounts")
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let before = versions().await;
+    // 1 and 4 arrive again unchanged, 2 changed, 3 deleted, 5 new.
+    dest.write(&rows(&[1, 4], "v1", None)).await.unwrap();
+    dest.write(&rows(&[2], "v2", None)).await.unwrap();
+    dest.write(&rows(&[3], "x", Some(&[1]))).await.unwrap();
+    dest.write(&rows(&[5], "v2", None)).await.unwrap();
+    dest.flush(2).await.unwrap();
+    let after = versions().await;
+    let ids: Vec<i64> = after.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [1, 2, 4, 5]);
+    assert_eq!(after[0], before[0], "unchanged row 1 was rewritten");
+    assert_eq!(after[2], before[3], "unchanged row 4 was rewritten");
+    assert_ne!(after[1].1, before[1].1, "changed row 2 was not rewritten");
+    assert_eq!(
+        after[1].1, after[3].1,
+        "the flush used more than one transaction"
+    );
+    assert_ne!(after[1].1, before[0].1);
+}

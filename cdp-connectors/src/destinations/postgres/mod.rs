@@ -25,6 +25,12 @@ use crate::postgres::{PG_TYPE_METADATA, PostgresConnection, ident, pg_error, qua
 const MAX_IDENTIFIER: usize = 63;
 /// Bytes of COPY data gathered before they are sent.
 const SEND_CHUNK: usize = 1 << 20;
+/// `work_mem` for the merge of a flush (`SET LOCAL`, so for that transaction only): the
+/// hash of a join between the staging table and the target; at the default 4 MB a hash of
+/// 200k keys spills to disk in batches.
+const MERGE_WORK_MEM: &str = "64MB";
+/// The first server version with `MERGE`.
+const MERGE_SINCE: u32 = 150_000;
 
 /// Writes streams into PostgreSQL tables, one table per stream.
 ///
@@ -37,16 +43,17 @@ const SEND_CHUNK: usize = 1 << 20;
 /// - [`write`](Destination::write) only checks and keeps the batch (rows with a null key,
 ///   and tombstones of streams without a key, are refused row by row).
 /// - [`flush`](Destination::flush) applies everything kept since the last flush in one
-///   transaction: per stream, a binary `COPY` into a temporary staging table, then — under
-///   a `SHARE ROW EXCLUSIVE` lock that keeps other writers of the table waiting until the
-///   commit — a `DELETE` for the tombstones, an `UPDATE` of rows whose content changed and
-///   an `INSERT` of keys the table lacks (without a key: `INSERT … ON CONFLICT
-///   (_cdp_record_hash) DO NOTHING`). When a key occurs more than once, its last row wins.
-///   Rows whose record hash did not change are not rewritten, so replaying batches after a
-///   crash leaves the table as it was. If the connection breaks, the
-///   transaction is rolled back by the server, the error is transient, and the retried
-///   flush reconnects and applies the same rows again: a batch is committed whole or not
-///   at all.
+///   transaction: per stream, a binary `COPY` into a temporary staging table (each key
+///   once: when a key occurs more than once, its last row wins), then — under a
+///   `SHARE ROW EXCLUSIVE` lock that keeps other writers of the table waiting until the
+///   commit — one `MERGE` that deletes the tombstones' rows, updates rows whose content
+///   changed and inserts keys the table lacks (servers before PostgreSQL 15, which lack
+///   `MERGE`: a `DELETE`, an `UPDATE` and an `INSERT`; without a key: `INSERT … ON
+///   CONFLICT (_cdp_record_hash) DO NOTHING`). An empty table is loaded by `COPY` straight
+///   in. Rows whose record hash did not change are not rewritten, so replaying batches
+///   after a crash leaves the table as it was. If the connection breaks, the transaction
+///   is rolled back by the server, the error is transient, and the retried flush
+///   reconnects and applies the same rows again: a batch is committed whole or not at all.
 ///
 /// Streams without a primary key are appended; rows with identical content collapse into
 /// one (they have the same record hash).
@@ -59,6 +66,11 @@ pub struct PostgresDestination {
     preserve_source_types: bool,
     retry: RetryPolicy,
     client: Option<Client>,
+    /// Whether the connected server has `MERGE` (PostgreSQL 15+).
+    has_merge: bool,
+    /// Overrides the choice by server version (tests run the pre-15 statements on a newer
+    /// server with it).
+    statements: Option<Statements>,
     schema_created: bool,
     tables: HashMap<String, Table>,
     /// Batches written since the last flush, in arrival order.
@@ -88,6 +100,8 @@ impl PostgresDestination {
             preserve_source_types: true,
             retry: RetryPolicy::default(),
             client: None,
+            has_merge: false,
+            statements: None,
             schema_created: false,
             tables: HashMap::new(),
             pending: Vec::new(),
@@ -137,10 +151,17 @@ impl PostgresDestination {
             let client = self.connection.connect(&self.name).await?;
             // Staging tables are temporary: give them room in memory (the default 8 MB
             // spills a large flush to disk). Only settable before the first temp table.
-            client
-                .batch_execute("SET temp_buffers = '256MB'")
+            let replies = client
+                .simple_query("SET temp_buffers = '256MB'; SHOW server_version_num")
                 .await
                 .map_err(|e| pg_error(&self.name, "session settings", e))?;
+            let version = replies.iter().find_map(|reply| match reply {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    row.get(0).and_then(|v| v.parse::<u32>().ok())
+                }
+                _ => None,
+            });
+            self.has_merge = version.is_some_and(|v| v >= MERGE_SINCE);
             self.client = Some(client);
         }
         self.client
@@ -275,6 +296,11 @@ impl PostgresDestination {
                 .push(batch);
         }
         let mut plans = Vec::with_capacity(order.len());
+        let statements = self.statements.unwrap_or(if self.has_merge {
+            Statements::Merge
+        } else {
+            Statements::Separate
+        });
         for (index, stream) in order.iter().enumerate() {
             let table = self.tables.get(*stream).ok_or_else(|| Error::Schema {
                 stream: stream.to_string(),
@@ -287,6 +313,7 @@ impl PostgresDestination {
                 &schema,
                 batches,
                 format!("_cdp_stage_{flush}_{index}"),
+                statements,
             )?);
         }
         let Some(client) = self.client.as_mut().filter(|c| !c.is_closed()) else {
@@ -467,12 +494,54 @@ struct Direct {
     copy: String,
 }
 
+/// How a keyed stream's staged rows are merged into its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Statements {
+    /// One `MERGE` (PostgreSQL 15+).
+    Merge,
+    /// `DELETE`, `UPDATE` and `INSERT … WHERE NOT EXISTS`, for older servers.
+    Separate,
+}
+
+/// The given conditions joined by `AND`; `None` if there are none.
+fn conditions<const N: usize>(parts: [Option<String>; N]) -> Option<String> {
+    let parts: Vec<String> = parts.into_iter().flatten().collect();
+    (!parts.is_empty()).then(|| parts.join(" AND "))
+}
+
+/// Whether any row that will be staged is other than an upsert (a tombstone).
+fn any_but_upserts(batches: &[&RecordBatch], keep: &[Option<Vec<bool>>]) -> Result<bool> {
+    for (batch, keep) in batches.iter().zip(keep) {
+        let Some(ops) = batch.column_by_name(OP_COLUMN) else {
+            continue;
+        };
+        let ops = ops
+            .as_any()
+            .downcast_ref::<arrow::array::UInt8Array>()
+            .ok_or_else(|| Error::Schema {
+                stream: String::new(),
+                message: format!("{OP_COLUMN} must be UInt8"),
+            })?;
+        let upsert = Op::Upsert as u8;
+        if ops
+            .values()
+            .iter()
+            .enumerate()
+            .any(|(i, &op)| op != upsert && keep.as_ref().is_none_or(|k| k[i]))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn plan(
     stream: &str,
     table: &Table,
     schema: &str,
     batches: &[&RecordBatch],
     staging: String,
+    statements: Statements,
 ) -> Result<Plan> {
     let schema_error = |message: String| Error::Schema {
         stream: stream.to_string(),
@@ -545,11 +614,16 @@ fn plan(
         }
     } else {
         keep = last_per_key(stream, &table.key, batches)?;
+        // Without tombstones every staged row is an upsert and no statement tests the op.
+        let deletes = has_op && any_but_upserts(batches, &keep)?;
         // Keys are unique in the staging table (last row wins), and the lock keeps other
-        // writers out until commit, so plain statements suffice: delete tombstones, update
-        // rows whose content changed, insert keys the table lacks. (This is about twice as
-        // fast as `INSERT … ON CONFLICT`, whose speculative insertion costs an extra index
-        // round per row.)
+        // writers out until commit, so no statement needs `ON CONFLICT`'s speculative
+        // insertion (which also locks, and so writes, every row it leaves unchanged).
+        // `MERGE` needs no statistics of the staging table (an `ANALYZE` cost a tenth of a
+        // 200k-row merge): the planner sizes it by its pages, and the op column is tested
+        // in the `WHEN` clauses, not in the join.
+        let op_is = |op: Op| format!("s.{} = {}", ident(OP_COLUMN), op as u8);
+        let upserts_only = deletes.then(|| op_is(Op::Upsert));
         let key_match: Vec<String> = table
             .key
             .iter()
@@ -559,48 +633,86 @@ fn plan(
             })
             .collect();
         let key_match = key_match.join(" AND ");
-        let mut merge =
-            format!("LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE;\nANALYZE {staging_ident};\n");
-        if has_op {
-            merge.push_str(&format!(
-                "DELETE FROM {target} AS t USING {staging_ident} s WHERE s.{} = {} AND {key_match};\n",
-                ident(OP_COLUMN),
-                Op::Delete as u8,
-            ));
-        }
         let updates: Vec<String> = columns
             .iter()
             .zip(&select)
             .filter(|(c, _)| !table.key.contains(c))
             .map(|(c, value)| format!("{} = {value}", ident(c)))
             .collect();
-        if !updates.is_empty() {
-            let changed = if columns.iter().any(|c| c == RECORD_HASH_COLUMN) {
-                format!(
-                    " AND t.{hash} IS DISTINCT FROM s.{hash}::{declared}",
-                    hash = ident(RECORD_HASH_COLUMN),
-                    declared = table.columns[RECORD_HASH_COLUMN]
-                )
-            } else {
-                String::new()
-            };
-            let upsert_rows = if has_op {
-                format!("s.{} = {} AND ", ident(OP_COLUMN), Op::Upsert as u8)
-            } else {
-                String::new()
-            };
-            merge.push_str(&format!(
-                "UPDATE {target} AS t SET {} FROM {staging_ident} s WHERE {upsert_rows}{key_match}{changed};\n",
-                updates.join(", ")
-            ));
+        let changed = columns.iter().any(|c| c == RECORD_HASH_COLUMN).then(|| {
+            format!(
+                "t.{hash} IS DISTINCT FROM s.{hash}::{declared}",
+                hash = ident(RECORD_HASH_COLUMN),
+                declared = table.columns[RECORD_HASH_COLUMN]
+            )
+        });
+        let update_when = conditions([upserts_only.clone(), changed]);
+        let mut merge = format!(
+            "LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE;\n\
+             SET LOCAL work_mem = '{MERGE_WORK_MEM}';\n"
+        );
+        match statements {
+            Statements::Merge => {
+                // One join of staging and table for the deletes, updates and inserts.
+                merge.push_str(&format!(
+                    "MERGE INTO {target} AS t USING {staging_ident} AS s ON {key_match}"
+                ));
+                if deletes {
+                    merge.push_str(&format!(
+                        "\nWHEN MATCHED AND {} THEN DELETE",
+                        op_is(Op::Delete)
+                    ));
+                }
+                if !updates.is_empty() {
+                    merge.push_str(&format!(
+                        "\nWHEN MATCHED{} THEN UPDATE SET {}",
+                        update_when
+                            .as_ref()
+                            .map(|c| format!(" AND {c}"))
+                            .unwrap_or_default(),
+                        updates.join(", ")
+                    ));
+                }
+                merge.push_str(&format!(
+                    "\nWHEN NOT MATCHED{} THEN INSERT ({}) VALUES ({})",
+                    upserts_only
+                        .as_ref()
+                        .map(|c| format!(" AND {c}"))
+                        .unwrap_or_default(),
+                    quoted.join(", "),
+                    select.join(", ")
+                ));
+            }
+            Statements::Separate => {
+                if deletes {
+                    // Here the op column filters each statement: the planner needs its
+                    // statistics to pick the joins.
+                    merge.push_str(&format!(
+                        "ANALYZE {staging_ident};\n\
+                         DELETE FROM {target} AS t USING {staging_ident} s \
+                         WHERE {} AND {key_match};\n",
+                        op_is(Op::Delete)
+                    ));
+                }
+                if !updates.is_empty() {
+                    merge.push_str(&format!(
+                        "UPDATE {target} AS t SET {} FROM {staging_ident} s WHERE {key_match}{};\n",
+                        updates.join(", "),
+                        update_when
+                            .as_ref()
+                            .map(|c| format!(" AND {c}"))
+                            .unwrap_or_default(),
+                    ));
+                }
+                let missing = format!("NOT EXISTS (SELECT 1 FROM {target} t WHERE {key_match})");
+                merge.push_str(&format!(
+                    "INSERT INTO {target} ({}) SELECT {} FROM {staging_ident} s WHERE {}",
+                    quoted.join(", "),
+                    select.join(", "),
+                    conditions([upserts_only, Some(missing)]).unwrap_or_default()
+                ));
+            }
         }
-        let missing = format!("NOT EXISTS (SELECT 1 FROM {target} t WHERE {key_match})");
-        let filter = if upserts.is_empty() {
-            format!(" WHERE {missing}")
-        } else {
-            format!(" AND {missing}")
-        };
-        merge.push_str(&format!("{insert}{filter}"));
         merge
     };
     let direct = (exact && !table.key.is_empty()).then(|| Direct {
@@ -782,5 +894,194 @@ impl Destination for PostgresDestination {
     async fn close(&mut self) -> Result<()> {
         self.client = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray, UInt8Array};
+    use arrow::datatypes::Schema;
+
+    use super::*;
+
+    fn batch(ids: &[i64], tag: &str, ops: &[u8]) -> Batch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(OP_COLUMN, DataType::UInt8, false),
+        ]));
+        let data = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from_iter_values(
+                    ids.iter().map(|i| format!("{tag} {i}")),
+                )),
+                Arc::new(UInt8Array::from(ops.to_vec())),
+            ],
+        )
+        .unwrap();
+        Batch::new("accounts", data, "test").stamp().unwrap()
+    }
+
+    /// The table the destination would have found for the stamped `batch`.
+    fn table_for(batch: &Batch) -> Table {
+        let mut columns = HashMap::new();
+        let mut oids = HashMap::new();
+        for field in batch.data.schema().fields() {
+            let kind = PgKind::from_arrow(field.data_type()).unwrap();
+            columns.insert(field.name().clone(), kind.sql_type());
+            oids.insert(field.name().clone(), kind.oid());
+        }
+        Table {
+            name: "accounts".into(),
+            key: vec!["id".into()],
+            columns,
+            oids,
+        }
+    }
+
+    fn merge_sql(batches: &[Batch], statements: Statements) -> String {
+        let table = table_for(&batches[0]);
+        let data: Vec<&RecordBatch> = batches.iter().map(|b| &b.data).collect();
+        plan("accounts", &table, "crm", &data, "stage".into(), statements)
+            .unwrap()
+            .merge
+    }
+
+    #[test]
+    fn upserts_merge_in_one_statement_without_filtering_on_the_op() {
+        let sql = merge_sql(&[batch(&[1, 2], "v1", &[0, 0])], Statements::Merge);
+        assert!(sql.contains("MERGE INTO \"crm\".\"accounts\" AS t USING \"stage\" AS s"));
+        assert!(sql.contains("WHEN MATCHED AND t.\"_cdp_record_hash\" IS DISTINCT FROM"));
+        assert!(sql.contains("WHEN NOT MATCHED THEN INSERT"));
+        assert!(!sql.contains("DELETE"), "{sql}");
+        assert!(!sql.contains("\"_cdp_op\" = 0"), "{sql}");
+        assert!(!sql.contains("ANALYZE"), "{sql}");
+        assert!(sql.contains("SET LOCAL work_mem"), "{sql}");
+    }
+
+    #[test]
+    fn tombstones_add_a_delete_and_keep_them_out_of_updates_and_inserts() {
+        let batches = [batch(&[1, 2], "v1", &[0, 1])];
+        let sql = merge_sql(&batches, Statements::Merge);
+        assert!(
+            sql.contains("WHEN MATCHED AND s.\"_cdp_op\" = 1 THEN DELETE"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("WHEN MATCHED AND s.\"_cdp_op\" = 0 AND t."),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("WHEN NOT MATCHED AND s.\"_cdp_op\" = 0 THEN INSERT"),
+            "{sql}"
+        );
+        // A tombstone overridden by a later upsert of its key is not staged: no delete.
+        let batches = [batch(&[2], "x", &[1]), batch(&[2], "v2", &[0])];
+        assert!(!merge_sql(&batches, Statements::Merge).contains("DELETE"));
+    }
+
+    #[test]
+    fn servers_before_15_get_separate_statements() {
+        let sql = merge_sql(&[batch(&[1, 2], "v1", &[0, 0])], Statements::Separate);
+        assert!(!sql.contains("MERGE") && !sql.contains("DELETE"), "{sql}");
+        assert!(
+            sql.contains("UPDATE \"crm\".\"accounts\" AS t SET"),
+            "{sql}"
+        );
+        assert!(sql.contains("WHERE NOT EXISTS (SELECT 1 FROM"), "{sql}");
+        let sql = merge_sql(&[batch(&[1, 2], "v1", &[0, 1])], Statements::Separate);
+        assert!(
+            sql.contains("DELETE FROM \"crm\".\"accounts\" AS t USING"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("WHERE s.\"_cdp_op\" = 0 AND NOT EXISTS"),
+            "{sql}"
+        );
+    }
+
+    /// Both statement forms, run against the test server, leave the same rows.
+    #[cfg(feature = "postgres-integration")]
+    #[tokio::test]
+    async fn merge_and_separate_statements_leave_the_same_table() {
+        let url = std::env::var("CDP_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let connection = PostgresConnection::url(url).with_application_name("cdp-test-merge");
+        let client = connection.connect("test").await.unwrap();
+        let schema = format!("cdp_test_merge_{}", std::process::id());
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
+        let flushes = [
+            vec![batch(&[1, 2, 3, 4, 5], "v1", &[0; 5])],
+            // 1 unchanged, 2 changed, 3 deleted, 4 changed twice (the last wins), 6 new,
+            // 9 deleted though it never existed, 5 deleted then upserted again.
+            vec![
+                batch(&[1, 2, 3, 9, 5], "v1", &[0, 0, 1, 1, 1]),
+                batch(&[2, 4, 4, 6, 5], "v2", &[0, 0, 0, 0, 0]),
+            ],
+        ];
+        let mut tables = Vec::new();
+        for (prefix, statements) in [("m_", Statements::Merge), ("s_", Statements::Separate)] {
+            let mut dest = PostgresDestination::new(connection.clone())
+                .with_schema(&schema)
+                .with_table_prefix(prefix);
+            dest.statements = Some(statements);
+            let spec =
+                StreamSpec::new("accounts", flushes[0][0].data.schema()).with_primary_key(["id"]);
+            dest.prepare(&spec).await.unwrap();
+            for (epoch, batches) in flushes.iter().enumerate() {
+                for b in batches {
+                    dest.write(b).await.unwrap();
+                }
+                dest.flush(epoch as u64 + 1).await.unwrap();
+            }
+            let read = format!(
+                "SELECT id, name, _cdp_record_hash, xmin::text FROM {schema}.{prefix}accounts \
+                 ORDER BY id"
+            );
+            let before = client.query(&read, &[]).await.unwrap();
+            // A replay of the last flush writes nothing.
+            for b in &flushes[1] {
+                dest.write(b).await.unwrap();
+            }
+            dest.flush(3).await.unwrap();
+            let after = client.query(&read, &[]).await.unwrap();
+            let rows = |rows: &[tokio_postgres::Row]| -> Vec<(i64, String, String, String)> {
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                    .collect()
+            };
+            assert_eq!(rows(&after), rows(&before), "{statements:?}");
+            tables.push(rows(&after));
+        }
+        let content = |rows: &[(i64, String, String, String)]| -> Vec<(i64, String, String)> {
+            rows.iter()
+                .map(|(id, name, hash, _)| (*id, name.clone(), hash.clone()))
+                .collect()
+        };
+        assert_eq!(content(&tables[0]), content(&tables[1]));
+        let names: Vec<(i64, &str)> = tables[0].iter().map(|r| (r.0, r.1.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                (1, "v1 1"),
+                (2, "v2 2"),
+                (4, "v2 4"),
+                (5, "v2 5"),
+                (6, "v2 6")
+            ]
+        );
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
     }
 }
