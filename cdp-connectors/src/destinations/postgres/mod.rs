@@ -407,16 +407,9 @@ fn upserts_only(
         .iter()
         .zip(keep)
         .map(|(batch, keep)| {
-            let Some(ops) = batch.column_by_name(OP_COLUMN) else {
+            let Some(ops) = op_column(batch)? else {
                 return Ok(keep.clone());
             };
-            let ops = ops
-                .as_any()
-                .downcast_ref::<arrow::array::UInt8Array>()
-                .ok_or_else(|| Error::Schema {
-                    stream: String::new(),
-                    message: format!("{OP_COLUMN} must be UInt8"),
-                })?;
             if ops.values().iter().all(|&op| op == Op::Upsert as u8) {
                 return Ok(keep.clone());
             }
@@ -509,19 +502,27 @@ fn conditions<const N: usize>(parts: [Option<String>; N]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" AND "))
 }
 
+/// The batch's `_cdp_op` column, if it has one.
+fn op_column(batch: &RecordBatch) -> Result<Option<&arrow::array::UInt8Array>> {
+    let Some(ops) = batch.column_by_name(OP_COLUMN) else {
+        return Ok(None);
+    };
+    let ops = ops
+        .as_any()
+        .downcast_ref::<arrow::array::UInt8Array>()
+        .ok_or_else(|| Error::Schema {
+            stream: String::new(),
+            message: format!("{OP_COLUMN} must be UInt8"),
+        })?;
+    Ok(Some(ops))
+}
+
 /// Whether any row that will be staged is other than an upsert (a tombstone).
 fn any_but_upserts(batches: &[&RecordBatch], keep: &[Option<Vec<bool>>]) -> Result<bool> {
     for (batch, keep) in batches.iter().zip(keep) {
-        let Some(ops) = batch.column_by_name(OP_COLUMN) else {
+        let Some(ops) = op_column(batch)? else {
             continue;
         };
-        let ops = ops
-            .as_any()
-            .downcast_ref::<arrow::array::UInt8Array>()
-            .ok_or_else(|| Error::Schema {
-                stream: String::new(),
-                message: format!("{OP_COLUMN} must be UInt8"),
-            })?;
         let upsert = Op::Upsert as u8;
         if ops
             .values()
