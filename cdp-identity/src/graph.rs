@@ -789,6 +789,19 @@ impl IdentityGraph {
         evidence: &Evidence,
         scope: Option<&str>,
     ) -> Result<(Option<ProfileId>, Vec<IdentityEvent>)> {
+        let mut changes = Vec::new();
+        let profile = self.observe_changes(identifiers, evidence, scope, &mut changes)?;
+        Ok((profile, self.core_events(&changes)))
+    }
+
+    /// [`IdentityGraph::observe_scoped`], collecting the changes for the caller.
+    pub(crate) fn observe_changes(
+        &mut self,
+        identifiers: &[(&str, &str)],
+        evidence: &Evidence,
+        scope: Option<&str>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Option<ProfileId>> {
         let ctx = self.ctx(evidence)?;
         let scope = match scope {
             Some(s) => self
@@ -815,10 +828,8 @@ impl IdentityGraph {
         }
         row.sort_unstable();
         let nodes: Vec<u32> = row.into_iter().map(|(_, _, n)| n).collect();
-        let mut changes = Vec::new();
-        let anchor = self.link_row(&nodes, ctx, &mut changes);
-        let profile = (anchor != NONE).then(|| self.profile_uuid(self.slot_of(anchor)));
-        Ok((profile, self.core_events(&changes)))
+        let anchor = self.link_row(&nodes, ctx, changes);
+        Ok((anchor != NONE).then(|| self.profile_uuid(self.slot_of(anchor))))
     }
 
     /// Links one row's nodes, given highest priority first. Returns the anchor (the row's
@@ -1316,16 +1327,29 @@ impl IdentityGraph {
         b: (&str, &str),
         evidence: &Evidence,
     ) -> Result<(Proposal, Vec<IdentityEvent>)> {
+        let mut changes = Vec::new();
+        let proposal = self.propose_changes(a, b, evidence, &mut changes)?;
+        Ok((proposal, self.core_events(&changes)))
+    }
+
+    /// [`IdentityGraph::propose`], collecting the changes for the caller.
+    pub(crate) fn propose_changes(
+        &mut self,
+        a: (&str, &str),
+        b: (&str, &str),
+        evidence: &Evidence,
+        changes: &mut Vec<Change>,
+    ) -> Result<Proposal> {
         let ctx = self.ctx(evidence)?;
         let mut nodes = [NONE; 2];
         let mut buf = String::new();
         for (slot, (kind, raw)) in nodes.iter_mut().zip([a, b]) {
             let k = self.rules.require_type(kind)?;
             let Some(value) = self.rules.types[k as usize].normaliser.apply(raw, &mut buf) else {
-                return Ok((Proposal::Ignored, Vec::new()));
+                return Ok(Proposal::Ignored);
             };
             if value.len() > crate::identifier::MAX_IDENTIFIER_LEN {
-                return Ok((Proposal::Ignored, Vec::new()));
+                return Ok(Proposal::Ignored);
             }
             let value = value.to_string();
             *slot = self.intern(k, &value, 0, ctx.at)?;
@@ -1336,21 +1360,20 @@ impl IdentityGraph {
             std::mem::swap(&mut na, &mut nb);
         }
         if self.is_blocked(na) {
-            return Ok((Proposal::Ignored, Vec::new()));
+            return Ok(Proposal::Ignored);
         }
-        let mut changes = Vec::new();
         for n in [na, nb] {
             if self.is_blocked(n) {
                 continue;
             }
             let root = self.find(n);
             if self.root_slot[root as usize] == NONE {
-                self.create_profile(n, ctx, &mut changes);
+                self.create_profile(n, ctx, changes);
             }
         }
         let sa = self.slot_of(na);
         let proposal = if self.is_blocked(nb) {
-            self.refuse(na, nb, sa, NONE, REFUSED_BLOCKED, ctx, &mut changes);
+            self.refuse(na, nb, sa, NONE, REFUSED_BLOCKED, ctx, changes);
             Proposal::Refused(self.refusal_reason(REFUSED_BLOCKED))
         } else if self.find(na) == self.find(nb) {
             Proposal::AlreadyLinked(self.profile_uuid(sa))
@@ -1358,17 +1381,17 @@ impl IdentityGraph {
             let sb = self.slot_of(nb);
             match self.check_merge(sa, sb) {
                 Some(code) => {
-                    self.refuse(na, nb, sa, sb, code, ctx, &mut changes);
-                    Proposal::Refused(self.refusal_of(&changes))
+                    self.refuse(na, nb, sa, sb, code, ctx, changes);
+                    Proposal::Refused(self.refusal_of(changes))
                 }
                 None => {
                     let review = self.review.len() as u32;
-                    self.hold(na, nb, sa, sb, ctx, &mut changes);
+                    self.hold(na, nb, sa, sb, ctx, changes);
                     Proposal::Held { review }
                 }
             }
         };
-        Ok((proposal, self.core_events(&changes)))
+        Ok(proposal)
     }
 
     /// The reason of the refusal at the end of `changes`.

@@ -454,6 +454,22 @@ impl Resolver {
         self.operate(|g, c| Ok(g.expire_changes(now, c)))
     }
 
+    /// Applies a probabilistic match run to the graph (see
+    /// [`MatchRun::apply_to_graph`](crate::probabilistic::MatchRun::apply_to_graph)):
+    /// auto-links are linked under the rules, review-band pairs queued for review, and the
+    /// profile store follows the changes. Ids are identifiers of type `kind`.
+    pub fn apply_match_run(
+        &self,
+        run: &crate::probabilistic::MatchRun,
+        kind: &str,
+        left_ids: &arrow::array::StringArray,
+        right_ids: &arrow::array::StringArray,
+        at: i64,
+        source: &str,
+    ) -> Result<(crate::probabilistic::GraphOutcome, Vec<IdentityEvent>)> {
+        self.operate(|g, c| run.apply_changes(g, kind, left_ids, right_ids, at, source, c))
+    }
+
     /// Switches freeze mode (see [`IdentityGraph::set_frozen`]).
     pub fn set_frozen(&self, frozen: bool, at: i64) {
         self.shared.graph.lock().set_frozen(frozen, at);

@@ -867,6 +867,58 @@ mod matcher {
     }
 
     #[test]
+    fn a_resolver_applies_a_run_and_its_profile_store_follows() {
+        use cdp_identity::{
+            ColumnMapping, IdentifierColumn, IdentifierKey, MemoryProfileStore, ProfileStore,
+            Resolver, StoreConfig,
+        };
+        let table = people(400, 0.3, 13);
+        let mut settings = MatchSettings::infer(&table.schema(), &["rec_id", "cluster"]).unwrap();
+        settings.thresholds = Thresholds {
+            auto_link: 0.99,
+            review: 0.5,
+        };
+        let run = settings.dedupe(&table).unwrap();
+        let rules = serde_json::from_str(r#"{"identifiers": [{"name": "record", "priority": 1}]}"#)
+            .unwrap();
+        let graph = IdentityGraph::from_config(rules).unwrap();
+        let mapping = ColumnMapping::new(vec![IdentifierColumn::new("rec_id", "record")]);
+        let store = std::sync::Arc::new(MemoryProfileStore::new(StoreConfig::default()));
+        let resolver = Resolver::new(graph, mapping)
+            .unwrap()
+            .with_store(store.clone())
+            .unwrap();
+        let ids = column(&table, "rec_id");
+        let (out, events) = resolver
+            .apply_match_run(&run, "record", ids, ids, 5, "people")
+            .unwrap();
+        assert!(out.linked > 0 && !events.is_empty());
+        let key = |row: u32| IdentifierKey::new("record", ids.value(row as usize));
+        for i in run.above(0.99) {
+            let (l, r) = (run.pairs.left[i], run.pairs.right[i]);
+            // Linked in the graph means one profile in the store, read lock-free.
+            assert_eq!(
+                store.profile_id(key(l)),
+                resolver.profile_of("record", ids.value(l as usize))
+            );
+            assert_eq!(store.profile_id(key(l)), store.profile_id(key(r)));
+        }
+        // Review-band pairs stay apart until approved; approval reaches the store too.
+        let held = out
+            .review
+            .iter()
+            .find_map(|p| match p.proposal {
+                Proposal::Held { review } => Some((review, p.left, p.right)),
+                _ => None,
+            })
+            .expect("a pair in the review band");
+        let (review, l, r) = held;
+        assert_ne!(store.profile_id(key(l)), store.profile_id(key(r)));
+        resolver.approve(review, 6).unwrap();
+        assert_eq!(store.profile_id(key(l)), store.profile_id(key(r)));
+    }
+
+    #[test]
     fn run_applies_to_a_graph_with_review_queue() {
         let table = people(500, 0.3, 9);
         let mut settings = MatchSettings::infer(&table.schema(), &["rec_id", "cluster"]).unwrap();

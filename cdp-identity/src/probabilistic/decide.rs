@@ -13,7 +13,7 @@ use arrow::array::{Array, StringArray};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::graph::{Evidence, IdentityGraph, Proposal};
+use crate::graph::{Change, Evidence, IdentityGraph, Proposal};
 
 /// The rule name recorded on probabilistic links.
 pub const PROBABILISTIC_RULE: &str = "probabilistic";
@@ -123,6 +123,42 @@ pub fn apply_to_graph(
     at: i64,
     source: &str,
 ) -> Result<GraphOutcome> {
+    let pairs = ScoredPairs {
+        left_ids,
+        right_ids,
+        left_idx,
+        right_idx,
+        probabilities,
+    };
+    apply_changes(graph, thresholds, kind, &pairs, at, source, &mut Vec::new())
+}
+
+/// Scored pairs with the id columns they index.
+pub(crate) struct ScoredPairs<'a> {
+    pub(crate) left_ids: &'a StringArray,
+    pub(crate) right_ids: &'a StringArray,
+    pub(crate) left_idx: &'a [u32],
+    pub(crate) right_idx: &'a [u32],
+    pub(crate) probabilities: &'a [f64],
+}
+
+/// [`apply_to_graph`], collecting the graph's changes (for a resolver's profile store).
+pub(crate) fn apply_changes(
+    graph: &mut IdentityGraph,
+    thresholds: &Thresholds,
+    kind: &str,
+    pairs: &ScoredPairs<'_>,
+    at: i64,
+    source: &str,
+    changes: &mut Vec<Change>,
+) -> Result<GraphOutcome> {
+    let ScoredPairs {
+        left_ids,
+        right_ids,
+        left_idx,
+        right_idx,
+        probabilities,
+    } = *pairs;
     thresholds.validate()?;
     if left_idx.len() != right_idx.len() || left_idx.len() != probabilities.len() {
         return Err(Error::InvalidOperation(
@@ -153,7 +189,7 @@ pub fn apply_to_graph(
         };
         match decision {
             Decision::Review => {
-                let (proposal, _) = graph.propose((kind, &a), (kind, &b), &evidence)?;
+                let proposal = graph.propose_changes((kind, &a), (kind, &b), &evidence, changes)?;
                 out.review.push(ReviewPair {
                     left: l,
                     right: r,
@@ -164,7 +200,7 @@ pub fn apply_to_graph(
                 });
             }
             Decision::Link => {
-                graph.observe(&[(kind, &a), (kind, &b)], &evidence)?;
+                graph.observe_changes(&[(kind, &a), (kind, &b)], &evidence, None, changes)?;
                 let pa = graph.profile_of(kind, &a);
                 if pa.is_some() && pa == graph.profile_of(kind, &b) {
                     out.linked += 1;

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use super::blocking::{Blocking, BlockingKey, BlockingRule, CandidatePairs, string_column};
 use super::comparison::{Comparison, ComparisonKind, compare_all};
-use super::decide::{GraphOutcome, Thresholds, apply_to_graph};
+use super::decide::{GraphOutcome, ScoredPairs, Thresholds, apply_changes};
 use super::model::{
     EmOptions, EmReport, FellegiSunter, PairExplanation, TermFrequencies, probability,
 };
 use crate::error::{Error, Result};
-use crate::graph::IdentityGraph;
+use crate::graph::{Change, IdentityGraph};
 
 /// Everything a match run needs, serde-ready so it can live in a `match.toml`:
 ///
@@ -441,7 +441,10 @@ impl MatchRun {
 
     /// Applies the run's thresholds to `graph`: auto-links become links with rule
     /// `probabilistic` (under the graph's limits and blocked values), review-band pairs go
-    /// to its review queue. Ids are identifiers of type `kind`.
+    /// to its review queue. Ids are identifiers of type `kind`. With a
+    /// [`Resolver`](crate::Resolver), use
+    /// [`Resolver::apply_match_run`](crate::Resolver::apply_match_run) so its profile store
+    /// follows.
     pub fn apply_to_graph(
         &self,
         graph: &mut IdentityGraph,
@@ -451,18 +454,37 @@ impl MatchRun {
         at: i64,
         source: &str,
     ) -> Result<GraphOutcome> {
-        let probabilities: Vec<f64> = (0..self.len()).map(|i| self.probability(i)).collect();
-        apply_to_graph(
+        self.apply_changes(
             graph,
-            &self.thresholds,
             kind,
             left_ids,
             right_ids,
-            &self.pairs.left,
-            &self.pairs.right,
-            &probabilities,
             at,
             source,
+            &mut Vec::new(),
         )
+    }
+
+    /// [`MatchRun::apply_to_graph`], collecting the graph's changes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn apply_changes(
+        &self,
+        graph: &mut IdentityGraph,
+        kind: &str,
+        left_ids: &StringArray,
+        right_ids: &StringArray,
+        at: i64,
+        source: &str,
+        changes: &mut Vec<Change>,
+    ) -> Result<GraphOutcome> {
+        let probabilities: Vec<f64> = (0..self.len()).map(|i| self.probability(i)).collect();
+        let pairs = ScoredPairs {
+            left_ids,
+            right_ids,
+            left_idx: &self.pairs.left,
+            right_idx: &self.pairs.right,
+            probabilities: &probabilities,
+        };
+        apply_changes(graph, &self.thresholds, kind, &pairs, at, source, changes)
     }
 }
