@@ -16,6 +16,9 @@
 //! - `destination/arrow_to_destination_upsert`: the same, into the populated table with
 //!   every row changed (staging COPY, then one MERGE, in one transaction): the worst case,
 //!   where PostgreSQL writes a new version of every row and its index entry.
+//! - `destination/arrow_to_destination_upsert_fillfactor_50`: the same upserts into a table
+//!   the destination created with `fillfactor = 50`, so that new row versions fit on their
+//!   page (HOT updates, no new index entries).
 //! - `destination/arrow_to_destination_replay`: the same batches again into the table they
 //!   were loaded into, as after a crash: staged and compared, nothing rewritten.
 //!
@@ -144,7 +147,7 @@ fn postgres(c: &mut Criterion) {
             ..b
         })
         .collect();
-    let mut destination = PostgresDestination::new(connection).with_schema(&schema);
+    let mut destination = PostgresDestination::new(connection.clone()).with_schema(&schema);
     runtime.block_on(destination.prepare(&spec)).unwrap();
 
     let mut group = c.benchmark_group("postgres/destination");
@@ -210,45 +213,46 @@ fn postgres(c: &mut Criterion) {
     });
     group.bench_function("arrow_to_destination_upsert", |b| {
         b.iter_custom(|iters| {
-            runtime.block_on(async {
-                client.batch_execute(&truncate_copy).await.unwrap();
-                for batch in &batches {
-                    destination.write(batch).await.unwrap();
-                }
-                destination.flush(1).await.unwrap();
-                let mut total = Duration::ZERO;
-                for i in 0..iters {
-                    let version = if i % 2 == 0 { &changed } else { &batches };
-                    let started = Instant::now();
-                    for batch in version {
-                        destination.write(batch).await.unwrap();
-                    }
-                    destination.flush(i + 2).await.unwrap();
-                    total += started.elapsed();
-                }
-                total
-            })
+            runtime.block_on(timed_flushes(
+                &client,
+                &mut destination,
+                &truncate_copy,
+                &batches,
+                &[&changed, &batches],
+                iters,
+            ))
+        })
+    });
+    // The same upserts into a table created with free space in every page, where the
+    // rewritten rows can stay on their page (HOT updates, no new index entries).
+    let mut roomy = PostgresDestination::new(connection)
+        .with_schema(&schema)
+        .with_table_prefix("ff50_")
+        .with_fillfactor(50);
+    runtime.block_on(roomy.prepare(&spec)).unwrap();
+    let truncate_roomy = format!("TRUNCATE {schema}.ff50_copy_orders");
+    group.bench_function("arrow_to_destination_upsert_fillfactor_50", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(timed_flushes(
+                &client,
+                &mut roomy,
+                &truncate_roomy,
+                &batches,
+                &[&changed, &batches],
+                iters,
+            ))
         })
     });
     group.bench_function("arrow_to_destination_replay", |b| {
         b.iter_custom(|iters| {
-            runtime.block_on(async {
-                client.batch_execute(&truncate_copy).await.unwrap();
-                for batch in &batches {
-                    destination.write(batch).await.unwrap();
-                }
-                destination.flush(1).await.unwrap();
-                let mut total = Duration::ZERO;
-                for i in 0..iters {
-                    let started = Instant::now();
-                    for batch in &batches {
-                        destination.write(batch).await.unwrap();
-                    }
-                    destination.flush(i + 2).await.unwrap();
-                    total += started.elapsed();
-                }
-                total
-            })
+            runtime.block_on(timed_flushes(
+                &client,
+                &mut destination,
+                &truncate_copy,
+                &batches,
+                &[&batches],
+                iters,
+            ))
         })
     });
     group.finish();
@@ -259,6 +263,34 @@ fn postgres(c: &mut Criterion) {
             .await
             .unwrap();
     });
+}
+
+/// Empties the table and loads `initial`, then times `iters` flushes, the `i`-th writing
+/// `versions[i % versions.len()]` over what the table holds.
+async fn timed_flushes(
+    client: &Client,
+    destination: &mut PostgresDestination,
+    truncate: &str,
+    initial: &[Batch],
+    versions: &[&Vec<Batch>],
+    iters: u64,
+) -> Duration {
+    client.batch_execute(truncate).await.unwrap();
+    for batch in initial {
+        destination.write(batch).await.unwrap();
+    }
+    destination.flush(1).await.unwrap();
+    let mut total = Duration::ZERO;
+    for i in 0..iters {
+        let version = versions[i as usize % versions.len()];
+        let started = Instant::now();
+        for batch in version {
+            destination.write(batch).await.unwrap();
+        }
+        destination.flush(i + 2).await.unwrap();
+        total += started.elapsed();
+    }
+    total
 }
 
 criterion_group!(benches, postgres);

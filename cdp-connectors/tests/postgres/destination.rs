@@ -393,3 +393,50 @@ async fn a_flush_rewrites_only_changed_rows_in_one_transaction() {
     );
     assert_ne!(after[1].1, before[0].1);
 }
+
+#[tokio::test]
+async fn fillfactor_leaves_room_for_in_place_updates() {
+    let db = TestDb::new().await;
+    let mut dest = destination(&db, "cdp-test-fillfactor")
+        .await
+        .with_fillfactor(50);
+    dest.prepare(&spec(true)).await.unwrap();
+    let options: Vec<String> = db
+        .client
+        .query_one(
+            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1::text::regclass",
+            &[&db.table("accounts")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(options, ["fillfactor=50"]);
+    // Upserts behave as without it.
+    let ids: Vec<i64> = (1..=500).collect();
+    dest.write(&rows(&ids, "v1", None)).await.unwrap();
+    dest.flush(1).await.unwrap();
+    dest.write(&rows(&ids, "v2", None)).await.unwrap();
+    dest.flush(2).await.unwrap();
+    assert_eq!(db.count("accounts").await, 500);
+    let rows = db.rows("accounts", "id").await;
+    assert!(rows.iter().all(|r| r.contains("v2")), "{:?}", &rows[..3]);
+
+    // Out of range is refused before any table is created.
+    let mut bad = destination(&db, "cdp-test-fillfactor")
+        .await
+        .with_fillfactor(5);
+    let err = bad
+        .prepare(&StreamSpec::new(
+            "other",
+            stamped_schema(&user_schema()).unwrap(),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fillfactor"), "{err}");
+    let config: cdp_connectors::PostgresDestinationConfig = serde_json::from_value(
+        serde_json::json!({"connection": {"url": url()}, "fillfactor": 101}),
+    )
+    .unwrap();
+    assert!(config.build().is_err());
+}

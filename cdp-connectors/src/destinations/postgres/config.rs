@@ -13,6 +13,7 @@ use crate::postgres::PostgresConnection;
 /// type = "postgres"
 /// schema = "crm"                 # created if missing; default "public"
 /// table_prefix = "raw_"          # table = prefix + stream name
+/// fillfactor = 70                # room for in-place updates when upserts rewrite rows
 /// [destinations.warehouse.connection]
 /// url = "postgres://loader@warehouse:5432/analytics"
 /// password_env = "WAREHOUSE_PASSWORD"
@@ -36,6 +37,11 @@ pub struct PostgresDestinationConfig {
     /// true.
     #[serde(default = "default_true")]
     pub preserve_source_types: bool,
+    /// `fillfactor` of the tables the destination creates (10–100): room left in each page
+    /// so that upserts rewriting many rows update them in place. Default: the server's
+    /// (100).
+    #[serde(default)]
+    pub fillfactor: Option<u8>,
 }
 
 fn default_schema() -> String {
@@ -55,6 +61,7 @@ impl PostgresDestinationConfig {
             schema: default_schema(),
             table_prefix: String::new(),
             preserve_source_types: true,
+            fillfactor: None,
         }
     }
 
@@ -71,12 +78,22 @@ impl PostgresDestinationConfig {
                 "postgres destination: `schema` is empty".into(),
             ));
         }
+        if let Some(fillfactor) = self.fillfactor
+            && !(10..=100).contains(&fillfactor)
+        {
+            return Err(Error::Config(format!(
+                "postgres destination: `fillfactor` must be between 10 and 100, got {fillfactor}"
+            )));
+        }
         let mut destination = PostgresDestination::new(self.connection.clone())
             .with_schema(&self.schema)
             .with_table_prefix(&self.table_prefix)
             .with_preserve_source_types(self.preserve_source_types);
         if let Some(name) = &self.name {
             destination = destination.with_name(name);
+        }
+        if let Some(fillfactor) = self.fillfactor {
+            destination = destination.with_fillfactor(fillfactor);
         }
         Ok(destination)
     }

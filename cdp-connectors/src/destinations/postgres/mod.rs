@@ -64,6 +64,7 @@ pub struct PostgresDestination {
     schema: String,
     table_prefix: String,
     preserve_source_types: bool,
+    fillfactor: Option<u8>,
     retry: RetryPolicy,
     client: Option<Client>,
     /// Whether the connected server has `MERGE` (PostgreSQL 15+).
@@ -98,6 +99,7 @@ impl PostgresDestination {
             schema: "public".into(),
             table_prefix: String::new(),
             preserve_source_types: true,
+            fillfactor: None,
             retry: RetryPolicy::default(),
             client: None,
             has_merge: false,
@@ -131,6 +133,16 @@ impl PostgresDestination {
     /// [`PG_TYPE_METADATA`] (on by default) or always the type mapped from Arrow.
     pub fn with_preserve_source_types(mut self, preserve: bool) -> Self {
         self.preserve_source_types = preserve;
+        self
+    }
+
+    /// Creates tables with this `fillfactor` (10–100; PostgreSQL's default is 100). Space
+    /// left free in each page lets an update of a changed row stay on its page without a
+    /// new index entry (a HOT update), which roughly halves the cost of upserts that
+    /// rewrite many rows, at the price of a larger table. Applies to tables this destination
+    /// creates; for an existing table use `ALTER TABLE … SET (fillfactor = N)`.
+    pub fn with_fillfactor(mut self, fillfactor: u8) -> Self {
+        self.fillfactor = Some(fillfactor);
         self
     }
 
@@ -236,6 +248,15 @@ impl PostgresDestination {
         } else {
             let key: Vec<String> = stream.primary_key.iter().map(|k| ident(k)).collect();
             create.push_str(&format!("PRIMARY KEY ({}))", key.join(", ")));
+        }
+        if let Some(fillfactor) = self.fillfactor {
+            if !(10..=100).contains(&fillfactor) {
+                return Err(Error::Config(format!(
+                    "{}: fillfactor must be between 10 and 100, got {fillfactor}",
+                    self.name
+                )));
+            }
+            create.push_str(&format!(" WITH (fillfactor = {fillfactor})"));
         }
         let client = self.client().await?;
         if create_schema {
