@@ -223,12 +223,18 @@ async fn malformed_and_misfit_lines_become_dead_letters_and_the_rest_comes_throu
             120 => String::new(),
             150 => "{\"name\": \"no id\"}".to_string(),
             199 => "[1, 2, 3]".to_string(),
+            77 => "{\"id\": 77, \"name\": \"trailing comma\",}".to_string(),
+            // Commas and braces inside strings are content, not syntax.
+            88 => "{\"id\": 88, \"name\": \"in \\\",}\\\" quotes,]\"}".to_string(),
             _ => {
                 good.push(i);
                 format!("{{\"id\":{i},\"name\":\"user {i}\"}}")
             }
         };
-        if matches!(i, 10 | 57 | 58 | 150 | 199) {
+        if i == 88 {
+            good.push(i);
+        }
+        if matches!(i, 10 | 57 | 58 | 77 | 150 | 199) {
             bad_lines.push((format!("mixed.jsonl:{}", i + 1), line.clone()));
         }
         text.push_str(&line);
@@ -256,6 +262,7 @@ async fn malformed_and_misfit_lines_become_dead_letters_and_the_rest_comes_throu
             assert!(!letter.reason.is_empty());
         }
         assert!(dead[2].reason.contains("fifty-eight") || dead[2].reason.contains("Int64"));
+        assert!(dead[3].reason.contains("comma"), "{}", dead[3].reason);
         // The final checkpoint covers the whole file, the trailing bad line included.
         assert_eq!(
             read.last_cursor(),

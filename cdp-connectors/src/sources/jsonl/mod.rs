@@ -186,6 +186,51 @@ impl Source for JsonlSource {
     }
 }
 
+const TRAILING_COMMA: &str = "invalid JSON: a comma before a closing `}` or `]`";
+
+/// Whether JSON lines have a comma right before a closing `}` or `]` (whitespace, line
+/// breaks included, between them), outside strings. Fast path: find the closing brackets
+/// with `memchr` and look just behind each; only a comma found there has its line scanned
+/// for strings, so valid input costs little more than the bracket search.
+fn has_trailing_comma(json: &[u8]) -> bool {
+    memchr::memchr2_iter(b'}', b']', json).any(|close| {
+        let before = json[..close]
+            .iter()
+            .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+        match before {
+            Some(comma) if json[comma] == b',' => {
+                // The line holding the comma, from its start (a raw newline cannot be
+                // inside a JSON string, so every line starts outside one).
+                let start = json[..comma]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                outside_strings(&json[start..=comma])
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Whether the last byte of `line` is outside any string literal of the line.
+fn outside_strings(line: &[u8]) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in &line[..line.len().saturating_sub(1)] {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        }
+    }
+    !in_string
+}
+
 /// JSONL framing and decoding for the byte-offset engine.
 #[derive(Debug)]
 pub(crate) struct JsonlFormat {
@@ -223,6 +268,11 @@ impl RecordFormat for JsonlFormat {
     }
 
     fn decode(&self, decoder: &mut Decoder, buf: &[u8]) -> Result<usize, ArrowError> {
+        // arrow-json's tape decoder accepts a comma before `}` or `]`; JSON does not. A
+        // region holding one goes the line-by-line way, where `check` names the line.
+        if has_trailing_comma(buf) {
+            return Err(ArrowError::JsonError(TRAILING_COMMA.into()));
+        }
         decoder.decode(buf)
     }
 
@@ -271,6 +321,9 @@ impl RecordFormat for JsonlFormat {
     }
 
     fn check(&self, record: &[u8], batch_size: usize) -> std::result::Result<usize, String> {
+        if has_trailing_comma(record) {
+            return Err(TRAILING_COMMA.into());
+        }
         // A small probe: building a decoder reserves room for a whole batch.
         let limit = batch_size.min(MAX_VALUES_PER_LINE);
         let mut probe = ReaderBuilder::new(self.schema.clone())
@@ -288,5 +341,39 @@ impl RecordFormat for JsonlFormat {
         let rows = probe.len();
         probe.flush().map_err(|e| e.to_string())?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_trailing_comma;
+
+    #[test]
+    fn trailing_commas_outside_strings() {
+        for bad in [
+            &br#"{"a":1,}"#[..],
+            br#"{"a":[1,2, ]}"#,
+            b"{\"a\":1 ,\n}",
+            br#"{"a":"x"}
+{"b":{"c":1,}}"#,
+            br#"{"a":"unterminated
+{"b":1,}"#,
+        ] {
+            assert!(has_trailing_comma(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        for good in [
+            &br#"{"a":1,"b":[1,2]}"#[..],
+            br#"{"a":",}"}"#,
+            br#"{"a":"q\",]"}"#,
+            br#"{"a":"\\",
+"b":2}"#,
+            b"",
+        ] {
+            assert!(
+                !has_trailing_comma(good),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
     }
 }
