@@ -5,9 +5,12 @@
 //!   truth.
 //! - [`people`]: person records with noisy duplicates and their cluster ids, for record
 //!   linkage.
+//! - [`read`]: a source read to its end in a test, with views of its batches, checkpoints
+//!   and dead letters.
 //! - [`conformance`]: the harness every source must pass — checkpoints after everything it
 //!   emits, and a resume from any checkpoint yields exactly what came after it.
 
 pub mod conformance;
 pub mod people;
+pub mod read;
 pub mod sample;

@@ -25,7 +25,7 @@ async fn explicit_schema_reads_every_row_after_the_header() {
     let read = read_all(&source, ReadRequest::default()).await;
     assert_eq!(read.ids("id"), (0..50).collect::<Vec<_>>());
     read.assert_aligned(16);
-    assert_eq!(read.batches()[0].schema(), id_name_schema());
+    assert_eq!(read.records()[0].schema(), id_name_schema());
     assert_eq!(
         read.last_cursor(),
         json!({"files": {"users.csv": file_len(&path)}})
@@ -58,7 +58,7 @@ async fn inferred_schema_from_the_header_and_first_rows() {
     );
     let read = read_all(&source, ReadRequest::default()).await;
     assert_eq!(read.rows(), 2);
-    let notes = read.batches()[0].column(3).as_string::<i32>().clone();
+    let notes = read.records()[0].column(3).as_string::<i32>().clone();
     assert_eq!(notes.value(0), "first, with comma");
     assert_eq!(notes.value(1), "multi\nline");
 }

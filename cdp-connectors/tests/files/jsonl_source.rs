@@ -23,7 +23,7 @@ async fn explicit_schema_reads_every_row_in_aligned_batches() {
     assert_eq!(read.ids("id"), (0..100).collect::<Vec<_>>());
     read.assert_aligned(16);
     assert_eq!(read.batches().len(), 7);
-    assert_eq!(read.batches()[0].schema(), id_name_schema());
+    assert_eq!(read.records()[0].schema(), id_name_schema());
     assert_eq!(
         read.last_cursor(),
         json!({"files": {"users.jsonl": file_len(&path)}})
@@ -64,7 +64,7 @@ async fn inferred_schema_keeps_nested_objects() {
     let read = read_all(&source, ReadRequest::default()).await;
     assert_eq!(read.rows(), 2);
     assert!(read.dead_letters().is_empty());
-    assert_eq!(read.batches()[0].schema(), schema);
+    assert_eq!(read.records()[0].schema(), schema);
 }
 
 #[tokio::test]
@@ -104,7 +104,7 @@ async fn a_directory_is_one_stream_of_its_files_in_name_order() {
     );
     // A batch never spans two files, and its checkpoint names the file it came from.
     assert_eq!(
-        read.checkpoints()[2],
+        read.cursors()[2],
         json!({"files": {"a.jsonl": file_len(&events.join("a.jsonl"))}})
     );
 }
@@ -443,7 +443,7 @@ async fn configured_timestamp_and_date_columns_decode_from_text() {
     }))
     .unwrap();
     let read = read_all(config.build().unwrap().as_ref(), ReadRequest::default()).await;
-    let batches = read.batches();
+    let batches = read.records();
     let at = batches[0]
         .column(1)
         .as_any()

@@ -70,7 +70,7 @@ async fn explicit_schema_projects_and_casts() {
     ]));
     let source = ParquetSource::new(&path).with_schema(schema.clone());
     let read = read_all(&source, ReadRequest::default()).await;
-    let batches = read.batches();
+    let batches = read.records();
     assert_eq!(batches[0].schema(), schema);
     assert_eq!(read.ids("id"), (0..10).collect::<Vec<_>>());
     assert_eq!(batches[0].column(2).null_count(), 10);
@@ -125,7 +125,7 @@ async fn config_builds_the_source() {
     let source = config.build().unwrap();
     let read = read_all(source.as_ref(), ReadRequest::default()).await;
     assert_eq!(read.ids("id"), [0, 1, 2, 3, 4]);
-    assert_eq!(read.batches()[0].num_columns(), 1);
+    assert_eq!(read.records()[0].num_columns(), 1);
 }
 
 /// A landing zone written by a pipeline (`{stream}/dt=…/part-….parquet`, with a `_staging`

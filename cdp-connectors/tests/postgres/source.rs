@@ -97,7 +97,7 @@ async fn full_refresh_reads_every_row_in_key_order_and_resumes_after_any_checkpo
         .unwrap();
     let read = read_all(&source, ReadRequest::default()).await;
     read.assert_aligned(7);
-    let ids: Vec<i64> = read.ids("id").iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = read.ids_with_ops("id").iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, (1..=50).collect::<Vec<_>>());
     let checkpoints = read.checkpoints();
     let last = checkpoints.last().unwrap();
@@ -108,7 +108,11 @@ async fn full_refresh_reads_every_row_in_key_order_and_resumes_after_any_checkpo
     for (k, batch) in read.batches().iter().enumerate() {
         seen += batch.num_rows();
         let resumed = read_all(&source, resume("people", checkpoints[k].cursor.clone())).await;
-        let ids: Vec<i64> = resumed.ids("id").iter().map(|(id, _)| *id).collect();
+        let ids: Vec<i64> = resumed
+            .ids_with_ops("id")
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
         assert_eq!(
             ids,
             ((seen as i64 + 1)..=50).collect::<Vec<_>>(),
@@ -117,7 +121,7 @@ async fn full_refresh_reads_every_row_in_key_order_and_resumes_after_any_checkpo
     }
     // After a complete refresh, the next one starts over.
     let again = read_all(&source, resume("people", last.cursor.clone())).await;
-    assert_eq!(again.ids("id").len(), 50);
+    assert_eq!(again.ids_with_ops("id").len(), 50);
     assert_eq!(again.checkpoints().last().unwrap().cursor["run"], 2);
 }
 
@@ -172,7 +176,7 @@ async fn incremental_keyset_pages_split_a_hundred_equal_cursor_values_without_lo
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let ids: Vec<i64> = read.ids("id").iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = read.ids_with_ops("id").iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, expected);
     // And the generic harness agrees: aligned checkpoints, exact resume from each.
     let report = cdp_testkit::conformance::check_source(&source, 100)
@@ -188,7 +192,7 @@ async fn incremental_keyset_pages_split_a_hundred_equal_cursor_values_without_lo
         seen += batch.num_rows();
         let resumed = read_all(&source, resume("events", checkpoints[k].cursor.clone())).await;
         let mut all = ids[..seen].to_vec();
-        all.extend(resumed.ids("id").iter().map(|(id, _)| *id));
+        all.extend(resumed.ids_with_ops("id").iter().map(|(id, _)| *id));
         assert_eq!(all, expected, "resumed after checkpoint {k}");
     }
 
@@ -204,7 +208,7 @@ async fn incremental_keyset_pages_split_a_hundred_equal_cursor_values_without_lo
     ))
     .await;
     let next = read_all(&source, resume("events", last)).await;
-    let ids: Vec<i64> = next.ids("id").iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = next.ids_with_ops("id").iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, [200, 201, 3]);
 }
 
@@ -236,7 +240,7 @@ async fn soft_deleted_rows_come_out_as_tombstones_with_only_the_key() {
             .is_nullable()
     );
     let read = read_all(&source, ReadRequest::default()).await;
-    let rows = read.ids("id");
+    let rows = read.ids_with_ops("id");
     assert_eq!(rows.len(), 12);
     for (id, op) in &rows {
         assert_eq!(*op, u8::from(id % 4 == 0), "row {id}");
@@ -270,8 +274,8 @@ async fn full_refresh_emits_tombstones_for_keys_gone_since_the_last_complete_ref
         .build_source()
         .unwrap();
     let first = read_all(&source, ReadRequest::default()).await;
-    assert!(first.ids("id").iter().all(|(_, op)| *op == 0));
-    assert_eq!(first.ids("id").len(), 30);
+    assert!(first.ids_with_ops("id").iter().all(|(_, op)| *op == 0));
+    assert_eq!(first.ids_with_ops("id").len(), 30);
     let done = first.checkpoints().last().unwrap().cursor.clone();
 
     db.exec(&format!(
@@ -281,7 +285,7 @@ async fn full_refresh_emits_tombstones_for_keys_gone_since_the_last_complete_ref
     .await;
     let second = read_all(&source, resume("accounts", done)).await;
     second.assert_aligned(4);
-    let rows = second.ids("id");
+    let rows = second.ids_with_ops("id");
     let mut deleted: Vec<i64> = rows
         .iter()
         .filter(|(_, op)| *op == 1)
@@ -308,7 +312,7 @@ async fn full_refresh_emits_tombstones_for_keys_gone_since_the_last_complete_ref
     // Nothing changed: no tombstones.
     let done = second.checkpoints().last().unwrap().cursor.clone();
     let third = read_all(&source, resume("accounts", done)).await;
-    assert!(third.ids("id").iter().all(|(_, op)| *op == 0));
+    assert!(third.ids_with_ops("id").iter().all(|(_, op)| *op == 0));
 }
 
 #[tokio::test]

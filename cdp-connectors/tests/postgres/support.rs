@@ -3,8 +3,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cdp_connectors::PostgresConnection;
-use cdp_core::{Checkpoint, PipelineState, ReadRequest, Source, SourceEvent};
-use futures::StreamExt;
 use tokio_postgres::{Client, NoTls};
 
 pub(crate) fn url() -> String {
@@ -127,86 +125,4 @@ pub(crate) async fn connect() -> Client {
     client
 }
 
-/// What one read produced, in order.
-#[derive(Debug, Default)]
-pub(crate) struct Read {
-    pub(crate) events: Vec<SourceEvent>,
-}
-
-impl Read {
-    pub(crate) fn batches(&self) -> Vec<cdp_core::Batch> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                SourceEvent::Batch(b) => Some(b.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    pub(crate) fn checkpoints(&self) -> Vec<Checkpoint> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                SourceEvent::Checkpoint(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Values of an Int64 (or smaller integer) column over every batch, with each row's op.
-    pub(crate) fn ids(&self, column: &str) -> Vec<(i64, u8)> {
-        let mut out = Vec::new();
-        for batch in self.batches() {
-            let ops = batch.ops().unwrap();
-            let col = batch
-                .data
-                .column_by_name(column)
-                .unwrap_or_else(|| panic!("no `{column}` in {:?}", batch.data.schema()));
-            let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Int64).unwrap();
-            let col = col
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .unwrap();
-            for (i, op) in ops.iter().enumerate() {
-                out.push((col.value(i), *op as u8));
-            }
-        }
-        out
-    }
-
-    /// Every batch is followed by a checkpoint, and none is larger than `max`.
-    pub(crate) fn assert_aligned(&self, max: usize) {
-        for (i, event) in self.events.iter().enumerate() {
-            if let SourceEvent::Batch(b) = event {
-                assert!(
-                    b.num_rows() <= max && b.num_rows() > 0,
-                    "batch of {}",
-                    b.num_rows()
-                );
-                assert!(
-                    matches!(self.events.get(i + 1), Some(SourceEvent::Checkpoint(_))),
-                    "batch {i} not followed by a checkpoint"
-                );
-            }
-        }
-    }
-}
-
-pub(crate) async fn read_all(source: &dyn Source, request: ReadRequest) -> Read {
-    let mut stream = source.read(request).expect("read starts");
-    let mut events = Vec::new();
-    while let Some(event) = stream.next().await {
-        events.push(event.expect("read event"));
-    }
-    Read { events }
-}
-
-pub(crate) fn resume(stream: &str, cursor: serde_json::Value) -> ReadRequest {
-    let mut state = PipelineState::default();
-    state.streams.insert(stream.to_string(), cursor);
-    ReadRequest {
-        state,
-        ..ReadRequest::default()
-    }
-}
+pub(crate) use cdp_testkit::read::{read_all, resume};
