@@ -1743,19 +1743,22 @@ impl IdentityGraph {
             let p = (0..parts.len()).find(|&p| assigned[p] == NONE).unwrap_or(0);
             assigned[p] = old;
         }
+        // The member matching a part's best key (its highest-priority identifier).
+        let best_member = |graph: &Self, part: &[u32], key: &(u8, u8, String)| {
+            part.iter()
+                .copied()
+                .find(|&n| {
+                    (graph.priority(n), graph.ids.kind(n), graph.ids.value(n))
+                        == (key.0, key.1, key.2.as_str())
+                })
+                .unwrap_or(part[0])
+        };
         let mut revived = Vec::new();
         let mut result = Vec::with_capacity(parts.len());
         for (p, part) in parts.iter().enumerate() {
             let mut slot = assigned[p];
             if slot == NONE {
-                let founder = part
-                    .iter()
-                    .copied()
-                    .find(|&n| {
-                        (self.priority(n), self.ids.kind(n), self.ids.value(n))
-                            == (keys[p].0, keys[p].1, keys[p].2.as_str())
-                    })
-                    .unwrap_or(part[0]);
+                let founder = best_member(self, part, &keys[p]);
                 slot = self.new_slot(founder, at);
                 for &n in part {
                     self.origin[n as usize] = slot;
@@ -1766,14 +1769,7 @@ impl IdentityGraph {
             } else if part_of_slot(self, old) != Some(p) {
                 // `old` moved to a part without its founder: the part's best identifier
                 // founds it from now on, so a later split finds it again.
-                let founder = part
-                    .iter()
-                    .copied()
-                    .find(|&n| {
-                        (self.priority(n), self.ids.kind(n), self.ids.value(n))
-                            == (keys[p].0, keys[p].1, keys[p].2.as_str())
-                    })
-                    .unwrap_or(part[0]);
+                let founder = best_member(self, part, &keys[p]);
                 self.slots.founder[old as usize] = founder;
             }
 
