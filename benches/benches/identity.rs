@@ -156,7 +156,7 @@ fn rules() -> RulesConfig {
             {"name": "user_id", "priority": 1, "limit": 1},
             {"name": "email", "priority": 2, "limit": 1, "normaliser": "email"},
             {"name": "phone", "priority": 3, "limit": 2,
-             "normaliser": {"phone": {"default_country_code": "1"}}},
+             "normaliser": {"phone": {"default_region": "US"}}},
             {"name": "device_id", "priority": 4, "limit": 3},
             {"name": "anonymous_id", "priority": 5, "ttl": "90d", "anonymous": true}
         ],

@@ -46,8 +46,10 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod hash;
+pub mod identifier;
 pub mod identity;
 pub mod memory;
+pub mod path;
 pub mod record;
 pub mod retry;
 pub mod runtime;
@@ -63,6 +65,7 @@ pub use destination::{Destination, OpenContext, RejectedRow, WriteOutcome};
 pub use error::{BoxError, Error, Result};
 pub use event::{Checkpoint, DEAD_LETTER_STREAM, DeadLetter, PipelineState, SourceEvent};
 pub use flow::{Flow, FlowCheck};
+pub use identifier::{Identifier, Normaliser, Vocabulary};
 pub use identity::{IdentityEvent, IdentityEventKind, IdentityResolver, ResolvedBatch};
 pub use record::{
     Batch, BatchMeta, LINEAGE_ID_COLUMN, OP_COLUMN, Op, PROFILE_ID_COLUMN, RECORD_HASH_COLUMN,

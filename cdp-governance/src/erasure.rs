@@ -17,53 +17,19 @@ use cdp_core::arrow::array::{
 };
 use cdp_core::arrow::compute::{cast, filter_record_batch};
 use cdp_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use cdp_core::identifier::Vocabulary;
+use cdp_core::path::FieldPath;
 use cdp_core::{Batch, OP_COLUMN, Op, Transform, TransformOutput, async_trait};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::audit::{AuditEvent, AuditKind, AuditLog, Digest};
 use crate::error::{Error, Result};
 use crate::mask::HashKey;
 
 /// Something that identifies a person: a kind (`email`, `user_id`, `anonymous_id`,
-/// `phone`, ...) and a value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Identifier {
-    /// The kind.
-    pub kind: String,
-    /// The value as received.
-    pub value: String,
-}
-
-impl Identifier {
-    /// An identifier of `kind`.
-    pub fn new(kind: impl Into<String>, value: impl Into<String>) -> Self {
-        Identifier {
-            kind: kind.into(),
-            value: value.into(),
-        }
-    }
-
-    /// The value as compared: trimmed, and lower-cased for emails (which match
-    /// case-insensitively in practice).
-    pub fn normalised(&self) -> String {
-        normalise(&self.kind, &self.value)
-    }
-}
-
-fn normalise(kind: &str, value: &str) -> String {
-    let value = value.trim();
-    if kind == "email" {
-        value.to_lowercase()
-    } else {
-        value.to_string()
-    }
-}
-
-impl fmt::Display for Identifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.value)
-    }
-}
+/// `phone`, ...) and a value as received. The identifier vocabulary of `cdp-core`: the
+/// [`SuppressionList`]'s [`Vocabulary`] says how each kind is compared.
+pub use cdp_core::identifier::Identifier;
 
 /// What one target removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,16 +60,45 @@ pub trait ErasureTarget: fmt::Debug + Send + Sync {
 #[derive(Debug)]
 pub struct SuppressionList {
     key: HashKey,
+    vocabulary: Vocabulary,
     digests: RwLock<HashSet<Digest>>,
 }
 
 impl SuppressionList {
-    /// An empty list hashing with `key` (keep it as secret, and as stable, as the list).
+    /// An empty list hashing with `key` (keep it as secret, and as stable, as the list),
+    /// comparing identifiers by the [standard vocabulary](Vocabulary::standard).
     pub fn new(key: HashKey) -> Self {
         SuppressionList {
             key,
+            vocabulary: Vocabulary::standard(),
             digests: RwLock::new(HashSet::new()),
         }
+    }
+
+    /// Compares identifiers by `vocabulary` — use the identity rules' own
+    /// (`Rules::vocabulary` in `cdp-identity`), so a person erased by any spelling of an
+    /// identifier is suppressed in every spelling the identity graph would link. Set it
+    /// before suppressing anything: digests are of normalised values.
+    pub fn with_vocabulary(mut self, vocabulary: Vocabulary) -> Self {
+        self.vocabulary = vocabulary;
+        self
+    }
+
+    /// The vocabulary identifiers are compared by.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocabulary
+    }
+
+    /// The digest of a raw value of `kind`: of its normalised form, or of the trimmed raw
+    /// value when the normaliser refuses it (an erasure of an odd value still blocks that
+    /// value).
+    fn digest_raw(&self, kind: &str, raw: &str, buf: &mut String) -> Digest {
+        let normaliser = self.vocabulary.normaliser(kind);
+        let value = match normaliser.apply(raw, buf) {
+            Some(v) => v,
+            None => raw.trim(),
+        };
+        self.digest_of(kind, value)
     }
 
     fn digest_of(&self, kind: &str, normalised: &str) -> Digest {
@@ -116,7 +111,7 @@ impl SuppressionList {
 
     /// The keyed digest of `identifier`.
     pub fn digest(&self, identifier: &Identifier) -> Digest {
-        self.digest_of(&identifier.kind, &identifier.normalised())
+        self.digest_raw(&identifier.kind, &identifier.value, &mut String::new())
     }
 
     /// Adds `identifier`; returns its digest.
@@ -185,9 +180,9 @@ impl SuppressionList {
             .ok_or_else(|| Error::column(kind, "could not be read as text"))?;
         let digests = self.read()?;
         let mut out = BooleanBufferBuilder::new(strings.len());
+        let mut buf = String::new();
         for value in strings.iter() {
-            let hit =
-                value.is_some_and(|v| digests.contains(&self.digest_of(kind, &normalise(kind, v))));
+            let hit = value.is_some_and(|v| digests.contains(&self.digest_raw(kind, v, &mut buf)));
             out.append(hit);
         }
         Ok(BooleanArray::new(out.finish(), None))
@@ -212,7 +207,7 @@ impl SuppressionList {
 #[derive(Debug)]
 pub struct Suppress {
     list: Arc<SuppressionList>,
-    columns: Vec<(String, String)>,
+    columns: Vec<(FieldPath, String)>,
     dropped: AtomicU64,
 }
 
@@ -226,9 +221,13 @@ impl Suppress {
         }
     }
 
-    /// Checks `column`, whose values are identifiers of `kind`.
-    pub fn column(mut self, column: impl Into<String>, kind: impl Into<String>) -> Self {
-        self.columns.push((column.into(), kind.into()));
+    /// Checks `column` — a column name or a dot path into struct columns
+    /// (`context.traits.email`, see [`FieldPath`]) — whose values are identifiers of `kind`.
+    /// Text that is no valid path is taken as one column name.
+    pub fn column(mut self, column: impl AsRef<str>, kind: impl Into<String>) -> Self {
+        let column = column.as_ref();
+        let path = FieldPath::parse(column).unwrap_or_else(|_| FieldPath::field(column));
+        self.columns.push((path, kind.into()));
         self
     }
 
@@ -242,11 +241,12 @@ impl Suppress {
         let rows = data.num_rows();
         let mut drop = vec![false; rows];
         let mut any = false;
-        for (column, kind) in &self.columns {
-            let Some(values) = data.column_by_name(column) else {
+        for (path, kind) in &self.columns {
+            // A batch without the field carries no identifier of it.
+            let Ok(values) = path.column(data) else {
                 continue;
             };
-            let hits = self.list.matches(values, kind)?;
+            let hits = self.list.matches(&values, kind)?;
             for (row, hit) in hits.values().iter().enumerate() {
                 if hit {
                     drop[row] = true;

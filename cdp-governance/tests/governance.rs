@@ -52,3 +52,5 @@ mod consent_access;
 mod enforcement;
 #[path = "governance/erasure.rs"]
 mod erasure;
+#[path = "governance/suppression_formats.rs"]
+mod suppression_formats;

@@ -10,36 +10,13 @@ use xxhash_rust::xxh3::{xxh3_64_with_seed, xxh3_128_with_seed};
 
 use crate::error::{Error, Result};
 
-/// One identifier as users see it: its type (`email`, `device_id`, ...) and its normalised
-/// value. Displayed as `type:value`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Identifier {
-    /// The identifier type, as declared in the rules.
-    pub kind: String,
-    /// The value, after the type's normaliser ran.
-    pub value: String,
-}
-
-impl Identifier {
-    /// An identifier from a type name and an already normalised value.
-    pub fn new(kind: impl Into<String>, value: impl Into<String>) -> Self {
-        Identifier {
-            kind: kind.into(),
-            value: value.into(),
-        }
-    }
-
-    /// The key the profile store indexes this identifier under.
-    pub fn key(&self) -> IdentifierKey {
-        IdentifierKey::new(&self.kind, &self.value)
-    }
-}
-
-impl fmt::Display for Identifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.value)
-    }
-}
+/// One identifier: its type (`email`, `device_id`, ...) and, in the graph, its normalised
+/// value. The identifier vocabulary of `cdp-core`, shared with governance and the
+/// `normalize` transform.
+pub use cdp_core::identifier::Identifier;
+/// How raw values of an identifier type are cleaned before they are compared; values a
+/// normaliser rejects never become identifiers. The vocabulary of `cdp-core`.
+pub use cdp_core::identifier::Normaliser;
 
 /// A profile id: a UUID v7 whose timestamp is when the profile was created.
 ///
@@ -81,6 +58,11 @@ impl IdentifierKey {
         const SEED: u64 = 0x6364_7069_6465_6e74;
         IdentifierKey(hash128(&[kind.as_bytes(), &[0xFF], value.as_bytes()], SEED))
     }
+
+    /// The key the profile store indexes `identifier` (normalised) under.
+    pub fn of(identifier: &Identifier) -> Self {
+        IdentifierKey::new(&identifier.kind, &identifier.value)
+    }
 }
 
 /// xxh3-128 of the concatenated parts, off the heap for usual sizes (live lookups and id
@@ -101,131 +83,6 @@ pub(crate) fn hash128(parts: &[&[u8]], seed: u64) -> u128 {
         at += p.len();
     }
     xxh3_128_with_seed(bytes, seed)
-}
-
-/// How raw values of an identifier type are cleaned before they are compared.
-///
-/// Values that a normaliser rejects (an email without `@`, a phone number with letters) are
-/// treated as absent: they never become identifiers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Normaliser {
-    /// Keep the value as it is.
-    None,
-    /// Trim surrounding whitespace.
-    #[default]
-    Trim,
-    /// Trim and lowercase.
-    Lowercase,
-    /// Trim and lowercase; reject values that are not `local@domain`.
-    Email,
-    /// E.164: `+` followed by 7 to 15 digits. Spaces, dots, dashes, slashes and brackets are
-    /// dropped; a leading `00` becomes `+`; a national number (no `+`, no `00`) gets the
-    /// default country code after dropping one trunk `0`, and is rejected when there is no
-    /// default. Numbering-plan validity is not checked (no phone metadata is bundled).
-    Phone {
-        /// Calling code for national numbers, digits only (`"1"`, `"44"`).
-        #[serde(default)]
-        default_country_code: Option<String>,
-    },
-}
-
-impl Normaliser {
-    /// Normalises `raw`, borrowing it when nothing changes and writing into `buf` otherwise.
-    /// Returns `None` when the value is empty or invalid for this normaliser.
-    pub fn apply<'a>(&self, raw: &'a str, buf: &'a mut String) -> Option<&'a str> {
-        match self {
-            Normaliser::None => (!raw.is_empty()).then_some(raw),
-            Normaliser::Trim => {
-                let v = raw.trim();
-                (!v.is_empty()).then_some(v)
-            }
-            Normaliser::Lowercase => lowercase(raw.trim(), buf),
-            Normaliser::Email => {
-                let v = lowercase(raw.trim(), buf)?;
-                let (local, domain) = v.split_once('@')?;
-                let valid = !local.is_empty()
-                    && !domain.is_empty()
-                    && !domain.contains('@')
-                    && !v.contains(char::is_whitespace);
-                valid.then_some(v)
-            }
-            Normaliser::Phone {
-                default_country_code,
-            } => phone(raw, default_country_code.as_deref(), buf),
-        }
-    }
-
-    /// Owned variant of [`Normaliser::apply`].
-    pub fn normalise(&self, raw: &str) -> Option<String> {
-        let mut buf = String::new();
-        self.apply(raw, &mut buf).map(str::to_string)
-    }
-
-    pub(crate) fn validate(&self, kind: &str) -> Result<()> {
-        if let Normaliser::Phone {
-            default_country_code: Some(code),
-        } = self
-            && (code.is_empty() || code.len() > 3 || !code.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(Error::config(format!(
-                "identifier type `{kind}`: default_country_code must be 1 to 3 digits, got `{code}`"
-            )));
-        }
-        Ok(())
-    }
-}
-
-fn lowercase<'a>(v: &'a str, buf: &'a mut String) -> Option<&'a str> {
-    if v.is_empty() {
-        return None;
-    }
-    if v.is_ascii() && !v.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Some(v);
-    }
-    buf.clear();
-    if v.is_ascii() {
-        buf.extend(v.chars().map(|c| c.to_ascii_lowercase()));
-    } else {
-        buf.push_str(&v.to_lowercase());
-    }
-    Some(buf.as_str())
-}
-
-fn phone<'a>(raw: &str, default_cc: Option<&str>, buf: &'a mut String) -> Option<&'a str> {
-    let v = raw.trim();
-    let (international, rest) = if let Some(rest) = v.strip_prefix('+') {
-        (true, rest)
-    } else if let Some(rest) = v.strip_prefix("00") {
-        (true, rest)
-    } else {
-        (false, v)
-    };
-    buf.clear();
-    buf.push('+');
-    for c in rest.chars() {
-        match c {
-            '0'..='9' => buf.push(c),
-            ' ' | '-' | '.' | '(' | ')' | '/' => {}
-            _ => return None,
-        }
-    }
-    if !international {
-        let cc = default_cc?;
-        let digits = &buf[1..];
-        // `1-415-555-0100`: a national number already carrying the country code (no
-        // national number is that long with it).
-        let carries_cc = digits.starts_with(cc) && digits.len() > 10;
-        if !carries_cc {
-            // The trunk prefix of a national number is not part of the E.164 form.
-            if digits.starts_with('0') {
-                buf.remove(1);
-            }
-            buf.insert_str(1, cc);
-        }
-    }
-    let digits = buf.len() - 1;
-    ((7..=15).contains(&digits)).then_some(buf.as_str())
 }
 
 /// Longest identifier value, in bytes. Longer values are not identifiers (they are treated
@@ -342,58 +199,6 @@ fn rehash(arena: &[u8], start: u32) -> u64 {
 mod tests {
     use super::*;
 
-    fn norm(n: &Normaliser, raw: &str) -> Option<String> {
-        n.normalise(raw)
-    }
-
-    #[test]
-    fn email_is_trimmed_lowercased_and_validated() {
-        let n = Normaliser::Email;
-        assert_eq!(
-            norm(&n, "  Ada@Example.COM "),
-            Some("ada@example.com".into())
-        );
-        assert_eq!(norm(&n, "ada@example.com"), Some("ada@example.com".into()));
-        assert_eq!(
-            norm(&n, "ÉMILE@exemple.fr"),
-            Some("émile@exemple.fr".into())
-        );
-        assert_eq!(norm(&n, "not-an-email"), None);
-        assert_eq!(norm(&n, "@example.com"), None);
-        assert_eq!(norm(&n, "a@b@c"), None);
-        assert_eq!(norm(&n, "   "), None);
-    }
-
-    #[test]
-    fn phone_becomes_e164() {
-        let us = Normaliser::Phone {
-            default_country_code: Some("1".into()),
-        };
-        assert_eq!(norm(&us, "(415) 555-0100"), Some("+14155550100".into()));
-        assert_eq!(norm(&us, "+44 20 7946 0958"), Some("+442079460958".into()));
-        assert_eq!(norm(&us, "0044 20 7946 0958"), Some("+442079460958".into()));
-        assert_eq!(norm(&us, "1-415-555-0100"), Some("+14155550100".into()));
-        assert_eq!(norm(&us, "415.555.0100"), Some("+14155550100".into()));
-        assert_eq!(norm(&us, "call me"), None);
-        assert_eq!(norm(&us, "12"), None);
-        let uk = Normaliser::Phone {
-            default_country_code: Some("44".into()),
-        };
-        assert_eq!(norm(&uk, "020 7946 0958"), Some("+442079460958".into()));
-        let none = Normaliser::Phone {
-            default_country_code: None,
-        };
-        assert_eq!(norm(&none, "020 7946 0958"), None);
-        assert_eq!(norm(&none, "+1 415 555 0100"), Some("+14155550100".into()));
-    }
-
-    #[test]
-    fn trim_and_none() {
-        assert_eq!(norm(&Normaliser::Trim, " a "), Some("a".into()));
-        assert_eq!(norm(&Normaliser::None, " a "), Some(" a ".into()));
-        assert_eq!(norm(&Normaliser::Lowercase, " AbC "), Some("abc".into()));
-    }
-
     #[test]
     fn interner_round_trips_and_separates_types() {
         let mut i = Interner::default();
@@ -417,7 +222,7 @@ mod tests {
     fn keys_differ_by_type() {
         assert_ne!(IdentifierKey::new("a", "bc"), IdentifierKey::new("ab", "c"));
         assert_eq!(
-            Identifier::new("email", "x").key(),
+            IdentifierKey::of(&Identifier::new("email", "x")),
             IdentifierKey::new("email", "x")
         );
     }

@@ -10,11 +10,12 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, LargeStringArray, RecordBatch, StringArray, StringBuilder,
-    StringViewArray, StructArray,
+    StringViewArray,
 };
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
 use async_trait::async_trait;
+use cdp_core::path::FieldPath;
 use cdp_core::{Batch, IdentityEvent, IdentityEventKind, PROFILE_ID_COLUMN, ResolvedBatch};
 use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
@@ -100,8 +101,8 @@ fn default_rule() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentifierColumn {
-    /// Column name, or a dotted path into struct columns (`context.traits.email`). A
-    /// top-level column whose name contains dots wins over a path.
+    /// Column name, or a dot path into struct columns (`context.traits.email`); see
+    /// [`FieldPath`] for names that contain dots.
     pub path: String,
     /// The identifier type, as declared in the rules.
     #[serde(rename = "type")]
@@ -630,6 +631,16 @@ fn compile(graph: &IdentityGraph, mapping: ColumnMapping) -> Result<Compiled> {
             "the mapping needs at least one identifier column",
         ));
     }
+    let paths = mapping
+        .identifiers
+        .iter()
+        .map(|c| c.path.as_str())
+        .chain(mapping.timestamp.as_deref())
+        .chain(mapping.scope.as_deref())
+        .chain(mapping.traits.iter().map(|t| t.path.as_str()));
+    for path in paths {
+        FieldPath::parse(path).map_err(|e| Error::config(e.to_string()))?;
+    }
     let rules = graph.rules();
     let mut columns = Vec::with_capacity(mapping.identifiers.len());
     for (i, c) in mapping.identifiers.iter().enumerate() {
@@ -650,21 +661,11 @@ fn compile(graph: &IdentityGraph, mapping: ColumnMapping) -> Result<Compiled> {
     })
 }
 
-/// A column by name, or by a dotted path through struct columns; with the validity of the
-/// structs above it (a null struct makes its fields null).
+/// The column at a dot path ([`FieldPath`]), with the validity of the structs above it (a
+/// null struct makes its fields null); `None` when the batch has no such field. Paths were
+/// checked when the mapping was compiled.
 fn lookup_path(data: &RecordBatch, path: &str) -> Option<(ArrayRef, Option<NullBuffer>)> {
-    if let Some(c) = data.column_by_name(path) {
-        return Some((c.clone(), None));
-    }
-    let mut parts = path.split('.');
-    let mut current: ArrayRef = data.column_by_name(parts.next()?)?.clone();
-    let mut nulls: Option<NullBuffer> = None;
-    for part in parts {
-        let s: &StructArray = current.as_struct_opt()?;
-        nulls = NullBuffer::union(nulls.as_ref(), s.nulls());
-        current = s.column_by_name(part)?.clone();
-    }
-    Some((current, nulls))
+    FieldPath::parse(path).ok()?.column_parts(data).ok()
 }
 
 /// An identifier column as text, whatever its Arrow string type.

@@ -7,7 +7,7 @@
 //!         {"name": "user_id", "priority": 1, "limit": 1},
 //!         {"name": "email", "priority": 2, "limit": 1, "normaliser": "email"},
 //!         {"name": "phone", "priority": 3, "limit": 2,
-//!          "normaliser": {"phone": {"default_country_code": "1"}}},
+//!          "normaliser": {"phone": {"default_region": "US"}}},
 //!         {"name": "anonymous_id", "priority": 5, "ttl": "90d", "anonymous": true}
 //!     ],
 //!     "blocked_values": ["unknown", "null", "test@example.com"],
@@ -15,6 +15,9 @@
 //! }"#).unwrap();
 //! let rules = cdp_identity::Rules::new(rules).unwrap();
 //! assert_eq!(rules.normalise("email", " Ada@Example.com "), Some("ada@example.com".into()));
+//! assert_eq!(rules.normalise("phone", "(519) 555-0166"), Some("+15195550166".into()));
+//! // Erasure and suppression built from the rules compare exactly as the graph does.
+//! assert_eq!(rules.vocabulary().normalise("phone", "+1 519 555 0166"), Some("+15195550166".into()));
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -269,7 +272,9 @@ impl Rules {
                     t.name
                 )));
             }
-            t.normaliser.validate(&t.name)?;
+            t.normaliser
+                .validate()
+                .map_err(|e| Error::config(format!("identifier type `{}`: {e}", t.name)))?;
             let limit_slot = t.limit.map(|_| {
                 limited.push(i as u8);
                 limited.len() - 1
@@ -350,6 +355,17 @@ impl Rules {
     pub fn normalise(&self, kind: &str, raw: &str) -> Option<String> {
         let t = self.types.get(self.type_index(kind)? as usize)?;
         t.normaliser.normalise(raw)
+    }
+
+    /// The identifier vocabulary of these rules: each declared type with its normaliser
+    /// (types not declared are trimmed). Give it to suppression and erasure so they
+    /// compare identifiers as the graph does.
+    pub fn vocabulary(&self) -> cdp_core::Vocabulary {
+        self.types
+            .iter()
+            .fold(cdp_core::Vocabulary::empty(), |v, t| {
+                v.with(t.name.clone(), t.normaliser.clone())
+            })
     }
 
     /// Whether identifiers of type `kind` are anonymous (device or session ids).

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Scalar, StringArray, make_array};
-use arrow::buffer::NullBuffer;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Scalar, StringArray};
 use arrow::compute::kernels::cmp::eq;
 use arrow::compute::{
     CastOptions, and, cast_with_options, filter_record_batch, is_not_null, is_null, not, or,
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use cdp_core::event::row_to_json;
+use cdp_core::path::FieldPath;
 use cdp_core::{Batch, DeadLetter, Transform, TransformOutput};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -208,20 +208,10 @@ impl Validation {
     }
 }
 
-/// The column at `path` (`a.b.c` through structs), with the nulls of its ancestors.
+/// The column at dot `path` ([`FieldPath`]: `a.b.c` through structs), with the nulls of
+/// its ancestors; `None` when the batch has no such field.
 pub(crate) fn column_at_path(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
-    let mut parts = path.split('.');
-    let mut column = batch.column_by_name(parts.next()?)?.clone();
-    for part in parts {
-        let parent = column
-            .as_any()
-            .downcast_ref::<arrow::array::StructArray>()?;
-        let child = parent.column_by_name(part)?;
-        let nulls = NullBuffer::union(parent.nulls(), child.nulls());
-        let data = child.to_data().into_builder().nulls(nulls).build().ok()?;
-        column = make_array(data);
-    }
-    Some(column)
+    FieldPath::parse(path).ok()?.column(batch).ok()
 }
 
 /// Nulls in a mask count as `false`.
@@ -535,23 +525,7 @@ impl cdp_core::FlowCheck for ContractFlowCheck {
     }
 }
 
-/// Whether `schema` has a field at `path` (through structs).
+/// Whether `schema` has a field at dot `path` (through structs).
 fn schema_has_path(schema: &arrow::datatypes::Schema, path: &str) -> bool {
-    let mut parts = path.split('.');
-    let Some(first) = parts.next() else {
-        return false;
-    };
-    let Ok(mut field) = schema.field_with_name(first) else {
-        return false;
-    };
-    for part in parts {
-        let DataType::Struct(children) = field.data_type() else {
-            return false;
-        };
-        match children.iter().find(|c| c.name() == part) {
-            Some(child) => field = child,
-            None => return false,
-        }
-    }
-    true
+    FieldPath::parse(path).is_ok_and(|p| p.exists_in(schema.fields()))
 }

@@ -166,7 +166,7 @@ impl LineageGraph {
 ///     ],
 ///     keep_unmapped: false,
 ///     drop: Vec::new(),
-///     default_country_code: "1".into(),
+///     default_region: None,
 /// };
 /// let mapping = LineageMapping::new(config)?.into_stream("orders_curated");
 /// let lineage = mapping.lineage();
@@ -231,17 +231,17 @@ impl LineageMapping {
             let (source, operation) = match rules.iter().find(|r| r.to == *field.name()) {
                 Some(rule) => {
                     let mut ops = Vec::new();
-                    if rule.from.contains('.') && input.field_with_name(&rule.from).is_err() {
+                    let nested = cdp_core::path::FieldPath::parse(&rule.from)
+                        .ok()
+                        .and_then(|p| p.resolve(input.fields()).ok())
+                        .is_some_and(|r| r.indices.len() > 1);
+                    if nested {
                         ops.push("extract".to_string());
                     } else if rule.from != rule.to {
                         ops.push("rename".to_string());
                     }
                     for n in &rule.normalise {
-                        let name = serde_json::to_value(n)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_else(|| format!("{n:?}"));
-                        ops.push(format!("normalise {name}"));
+                        ops.push(format!("normalise {n}"));
                     }
                     if let Some(cast) = rule.cast {
                         ops.push(format!("cast to {}", cast.name()));

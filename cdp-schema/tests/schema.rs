@@ -1681,7 +1681,7 @@ mod lineage {
             fields,
             keep_unmapped: false,
             drop: Vec::new(),
-            default_country_code: "1".into(),
+            default_region: None,
         }
     }
 

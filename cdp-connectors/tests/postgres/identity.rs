@@ -526,7 +526,7 @@ async fn the_postgres_store_answers_like_the_memory_store() {
 
     // The merge: ada's two profiles are one, traits combined by the rules.
     let ada = pg
-        .lookup(Identifier::new("email", "ada@x.io").key())
+        .lookup(IdentifierKey::of(&Identifier::new("email", "ada@x.io")))
         .unwrap();
     assert_eq!(ada.merged_from.len(), 1);
     assert_eq!(ada.traits["orders"].value, json!(8));
@@ -542,8 +542,8 @@ async fn the_postgres_store_answers_like_the_memory_store() {
     assert_same("unmerge", &memory, pg.as_ref(), &ids);
     assert_eq!(pg.get(merge.absorbed).unwrap().id, merge.absorbed);
     assert_ne!(
-        pg.profile_id(Identifier::new("anonymous_id", "a1").key()),
-        pg.profile_id(Identifier::new("email", "ada@x.io").key())
+        pg.profile_id(IdentifierKey::of(&Identifier::new("anonymous_id", "a1"))),
+        pg.profile_id(IdentifierKey::of(&Identifier::new("email", "ada@x.io")))
     );
 
     let resolved = resolver.resolve(after_unmerge()).await.unwrap();
@@ -556,7 +556,10 @@ async fn the_postgres_store_answers_like_the_memory_store() {
     assert!(expired > 0);
     let ids = profile_ids(&resolver, &mut seen);
     assert_same("expiry", &memory, pg.as_ref(), &ids);
-    assert_eq!(pg.lookup(Identifier::new("anonymous_id", "a5").key()), None);
+    assert_eq!(
+        pg.lookup(IdentifierKey::of(&Identifier::new("anonymous_id", "a5"))),
+        None
+    );
 
     let resolved = resolver.resolve(after_expiry()).await.unwrap();
     resolved_ids(&resolved, &mut seen);
@@ -611,7 +614,7 @@ async fn a_second_handle_sees_the_first_ones_writes_and_writers_take_turns() {
 
     // While another writer holds the store's lock, an apply waits; then it goes through.
     let bob = second
-        .profile_id(Identifier::new("email", "bob@x.io").key())
+        .profile_id(IdentifierKey::of(&Identifier::new("email", "bob@x.io")))
         .unwrap();
     let delta = ProfileDelta {
         observations: vec![Observation {
@@ -645,7 +648,7 @@ async fn a_second_handle_sees_the_first_ones_writes_and_writers_take_turns() {
     let second = writer.join().unwrap().unwrap();
     let orders = |store: &dyn ProfileStore| {
         store
-            .lookup(Identifier::new("email", "bob@x.io").key())
+            .lookup(IdentifierKey::of(&Identifier::new("email", "bob@x.io")))
             .unwrap()
             .traits["orders"]
             .value
@@ -676,7 +679,7 @@ async fn works_from_tasks_of_a_multi_thread_runtime() {
         tasks.push(tokio::spawn(async move {
             resolver.resolve(b).await.unwrap();
             resolver.flush().await.unwrap();
-            store.lookup(Identifier::new("anonymous_id", "a1").key())
+            store.lookup(IdentifierKey::of(&Identifier::new("anonymous_id", "a1")))
         }));
     }
     for task in tasks {
@@ -702,7 +705,7 @@ async fn works_from_tasks_of_a_multi_thread_runtime() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let key = Identifier::new("email", "ada@x.io").key();
+    let key = IdentifierKey::of(&Identifier::new("email", "ada@x.io"));
     assert_eq!(
         store.profile_id(key),
         resolver.profile_of("email", "ada@x.io")
@@ -721,7 +724,11 @@ async fn works_from_tasks_of_a_multi_thread_runtime() {
     assert_eq!(replayed.digest(), resolver.graph().digest());
     for (id, members) in resolver.graph().partition() {
         for member in members {
-            assert_eq!(store.profile_id(member.key()), Some(id), "{member}");
+            assert_eq!(
+                store.profile_id(IdentifierKey::of(&member)),
+                Some(id),
+                "{member}"
+            );
         }
     }
 }

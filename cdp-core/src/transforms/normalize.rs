@@ -21,12 +21,15 @@ use arrow::array::{
 };
 use arrow::compute::{CastOptions, can_cast_types, cast_with_options, filter_record_batch};
 use arrow::datatypes::TimestampMicrosecondType;
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::{DeadLetter, row_to_json};
+pub use crate::identifier::Normaliser;
+use crate::identifier::{Normalised, Region};
+use crate::path::{FieldPath, with_nulls};
 use crate::record::{Batch, SYSTEM_PREFIX};
 use crate::transform::{Transform, TransformOutput};
 
@@ -68,14 +71,11 @@ pub struct NormalizeConfig {
     /// from a batch are ignored.
     #[serde(default)]
     pub drop: Vec<String>,
-    /// Country calling code, digits only, that the `e164` normaliser gives numbers written
-    /// without one. Default `"1"`.
-    #[serde(default = "default_country_code")]
-    pub default_country_code: String,
-}
-
-fn default_country_code() -> String {
-    "1".to_string()
+    /// Region (ISO 3166 alpha-2, `US`, `GB`) of phone numbers written without a country
+    /// code, for the `phone` (`e164`) normalisers that name none themselves. Without one,
+    /// such numbers are invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<Region>,
 }
 
 /// How to produce one output column.
@@ -83,8 +83,8 @@ fn default_country_code() -> String {
 #[serde(deny_unknown_fields)]
 pub struct FieldRule {
     /// Dot path of the source field: a top-level column (`email`) or a field of nested
-    /// struct columns (`context.traits.email`). A field name that itself contains dots is
-    /// matched whole before the path is split.
+    /// struct columns (`context.traits.email`); see [`FieldPath`] for names containing
+    /// dots.
     pub from: String,
     /// Name of the output column.
     pub to: String,
@@ -93,8 +93,9 @@ pub struct FieldRule {
     /// the dead letters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cast: Option<CastType>,
-    /// String clean-ups, applied in order before the cast. A non-string source is rendered
-    /// as a string first.
+    /// String clean-ups from the identifier vocabulary ([`Normaliser`]), applied in order
+    /// before the cast. A non-string source is rendered as a string first. A value a
+    /// validating normaliser refuses (`email`, `phone`) sends its row to the dead letters.
     #[serde(default, alias = "normalize", skip_serializing_if = "Vec::is_empty")]
     pub normalise: Vec<Normaliser>,
     /// When the source path is absent from the input schema, produce an all-null column
@@ -191,27 +192,6 @@ impl CastType {
     }
 }
 
-/// String clean-ups of [`FieldRule::normalise`], named as in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Normaliser {
-    /// Removes leading and trailing whitespace.
-    Trim,
-    /// Lowercases (Unicode-aware).
-    Lowercase,
-    /// Uppercases (Unicode-aware).
-    Uppercase,
-    /// Turns the empty string into null (combine with `trim` for blank strings).
-    EmptyAsNull,
-    /// Phone numbers to E.164 (`+14155550134`): keeps the digits of `+…` and `00…`
-    /// numbers; otherwise drops a leading trunk `0` and prefixes
-    /// [`NormalizeConfig::default_country_code`] unless the number already starts with it
-    /// and has more than ten digits. Spaces, `-`, `.`, `/` and parentheses are ignored; a
-    /// blank value becomes null; anything else (letters, too few or too many digits) sends
-    /// the row to the dead letters. Simple by design: no per-country numbering plans.
-    E164,
-}
-
 /// The `normalize` transform; see the [module docs](self) and [`NormalizeConfig`].
 ///
 /// # Example
@@ -256,6 +236,9 @@ pub enum Normaliser {
 #[derive(Debug, Clone)]
 pub struct Normalize {
     config: NormalizeConfig,
+    /// Per rule: the parsed source path and the normalisers with the default region filled
+    /// in.
+    rules: Vec<(FieldPath, Vec<Normaliser>)>,
 }
 
 /// What one rule reads and writes, for one input schema.
@@ -278,19 +261,12 @@ struct Plan {
     schema: SchemaRef,
 }
 
-/// Whether a normaliser kept, nulled or rejected a value.
-enum Outcome {
-    Value,
-    Null,
-    Invalid,
-}
-
 impl Normalize {
     /// Checks `config` and builds the transform.
     ///
-    /// Fails with [`Error::Config`] on an empty `from` or `to`, a `to` used twice or starting
-    /// with `_cdp_`, a `drop` naming an output column, or a country code that is not 1 to 3
-    /// digits.
+    /// Fails with [`Error::Config`] on an empty or malformed `from`, an empty `to`, a `to`
+    /// used twice or starting with `_cdp_`, a `drop` naming an output column, or an unknown
+    /// region.
     pub fn new(config: NormalizeConfig) -> Result<Self> {
         let mut targets = HashSet::new();
         for rule in &config.fields {
@@ -318,13 +294,32 @@ impl Normalize {
                 "normalize: `{name}` is both in `drop` and the `to` of a rule"
             )));
         }
-        let cc = &config.default_country_code;
-        if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::Config(format!(
-                "normalize: default_country_code must be 1 to 3 digits, got {cc:?}"
-            )));
+        if let Some(region) = &config.default_region {
+            region
+                .validate()
+                .map_err(|e| Error::Config(format!("normalize: default_region: {e}")))?;
         }
-        Ok(Normalize { config })
+        let mut rules = Vec::with_capacity(config.fields.len());
+        for rule in &config.fields {
+            let path = FieldPath::parse(&rule.from)
+                .map_err(|e| Error::Config(format!("normalize: rule `{}`: {e}", rule.to)))?;
+            let mut steps = Vec::with_capacity(rule.normalise.len());
+            for step in &rule.normalise {
+                let step = match step {
+                    Normaliser::Phone {
+                        default_region: None,
+                    } => Normaliser::Phone {
+                        default_region: config.default_region,
+                    },
+                    other => other.clone(),
+                };
+                step.validate()
+                    .map_err(|e| Error::Config(format!("normalize: rule `{}`: {e}", rule.to)))?;
+                steps.push(step);
+            }
+            rules.push((path, steps));
+        }
+        Ok(Normalize { config, rules })
     }
 
     /// The configuration.
@@ -340,11 +335,12 @@ impl Normalize {
         let mut rules = Vec::with_capacity(self.config.fields.len());
         let mut fields = Vec::with_capacity(self.config.fields.len());
         let mut consumed: HashSet<Vec<usize>> = HashSet::new();
-        for rule in &self.config.fields {
-            let resolved = match resolve(input.fields(), &rule.from) {
-                Ok(found) => Some(found),
+        for (rule, (path, _)) in self.config.fields.iter().zip(&self.rules) {
+            let resolved = match path.resolve(input.fields()) {
+                Ok(found) => Some((found.indices, found.field.data_type().clone())),
                 Err(_) if rule.optional => None,
                 Err(why) => {
+                    let why = why.message;
                     return Err(schema_error(format!(
                         "source `{}` of `{}` is not in the input: {why} \
                          (mark the rule `optional` if it may be missing)",
@@ -428,17 +424,17 @@ impl Normalize {
 
     /// Runs one rule over its source column; rows it rejects are added to `failures`.
     fn convert(
-        &self,
         rule: &FieldRule,
+        normalisers: &[Normaliser],
         plan: &RulePlan,
         source: ArrayRef,
         failures: &mut BTreeMap<usize, Vec<String>>,
     ) -> Result<ArrayRef> {
         let mut current = source;
-        if !rule.normalise.is_empty() && current.data_type() != &DataType::Utf8 {
+        if !normalisers.is_empty() && current.data_type() != &DataType::Utf8 {
             current = cast_with_options(&current, &DataType::Utf8, &safe())?;
         }
-        for normaliser in &rule.normalise {
+        for normaliser in normalisers {
             let strings = current.as_string_opt::<i32>().ok_or_else(|| {
                 kernel_error(format!(
                     "text of `{}` came out as {}",
@@ -446,11 +442,11 @@ impl Normalize {
                     current.data_type()
                 ))
             })?;
-            let (next, invalid) = self.normalise(*normaliser, strings);
-            for row in invalid {
+            let (next, invalid) = map_strings(strings, normaliser);
+            for (row, expected) in invalid {
                 let value = quote(&current, row);
                 failures.entry(row).or_default().push(format!(
-                    "field `{}` (from `{}`): {value} is not a phone number",
+                    "field `{}` (from `{}`): {value} is not {expected}",
                     rule.to, rule.from
                 ));
             }
@@ -495,47 +491,6 @@ impl Normalize {
         }
         Ok(cast_array)
     }
-
-    /// One normaliser over a string column, in one pass; also returns the rows it rejected.
-    fn normalise(&self, normaliser: Normaliser, input: &StringArray) -> (StringArray, Vec<usize>) {
-        match normaliser {
-            Normaliser::Trim => map_strings(input, |s, out| {
-                out.push_str(s.trim());
-                Outcome::Value
-            }),
-            Normaliser::Lowercase => map_strings(input, |s, out| {
-                if s.is_ascii() {
-                    out.push_str(s);
-                    out.make_ascii_lowercase();
-                } else {
-                    out.push_str(&s.to_lowercase());
-                }
-                Outcome::Value
-            }),
-            Normaliser::Uppercase => map_strings(input, |s, out| {
-                if s.is_ascii() {
-                    out.push_str(s);
-                    out.make_ascii_uppercase();
-                } else {
-                    out.push_str(&s.to_uppercase());
-                }
-                Outcome::Value
-            }),
-            Normaliser::EmptyAsNull => map_strings(input, |s, out| {
-                if s.is_empty() {
-                    Outcome::Null
-                } else {
-                    out.push_str(s);
-                    Outcome::Value
-                }
-            }),
-            Normaliser::E164 => {
-                let country = self.config.default_country_code.as_str();
-                let mut digits = String::with_capacity(16);
-                map_strings(input, |s, out| e164(s, country, &mut digits, out))
-            }
-        }
-    }
 }
 
 impl NormalizeConfig {
@@ -559,12 +514,15 @@ impl Transform for Normalize {
         let rows = batch.num_rows();
         let mut failures: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(plan.schema.fields().len());
-        for (rule, rule_plan) in self.config.fields.iter().zip(&plan.rules) {
+        for ((rule, (_, normalisers)), rule_plan) in
+            self.config.fields.iter().zip(&self.rules).zip(&plan.rules)
+        {
             let column = match &rule_plan.path {
                 None => new_null_array(&rule_plan.output, rows),
                 Some(path) => {
-                    let source = extract(&batch.data, path)?;
-                    self.convert(rule, rule_plan, source, &mut failures)?
+                    let (source, ancestors) = crate::path::extract(&batch.data, path);
+                    let source = with_nulls(source, ancestors.as_ref());
+                    Self::convert(rule, normalisers, rule_plan, source, &mut failures)?
                 }
             };
             columns.push(column);
@@ -612,54 +570,6 @@ fn safe() -> CastOptions<'static> {
     }
 }
 
-/// Finds `path` in `fields`: the child indices from the top-level column down, and the
-/// leaf's type; or why not.
-fn resolve(fields: &Fields, path: &str) -> std::result::Result<(Vec<usize>, DataType), String> {
-    let mut fields = fields;
-    let mut rest = path;
-    let mut indices = Vec::new();
-    loop {
-        if let Some((i, field)) = fields.find(rest) {
-            indices.push(i);
-            return Ok((indices, field.data_type().clone()));
-        }
-        // The longest field name that is a whole segment prefix of what is left.
-        let step = fields
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| {
-                let name = f.name().as_str();
-                rest.len() > name.len()
-                    && rest.starts_with(name)
-                    && rest.as_bytes()[name.len()] == b'.'
-            })
-            .max_by_key(|(_, f)| f.name().len());
-        let walked = &path[..path.len() - rest.len()];
-        let Some((i, field)) = step else {
-            let missing = rest.split('.').next().unwrap_or(rest);
-            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-            let place = match walked.strip_suffix('.') {
-                Some(parent) => format!("struct `{parent}`"),
-                None => "the input".to_string(),
-            };
-            return Err(format!(
-                "no field `{missing}` in {place} (it has: {})",
-                names.join(", ")
-            ));
-        };
-        let DataType::Struct(children) = field.data_type() else {
-            return Err(format!(
-                "`{walked}{}` is {}, not a struct",
-                field.name(),
-                field.data_type()
-            ));
-        };
-        indices.push(i);
-        rest = &rest[field.name().len() + 1..];
-        fields = children;
-    }
-}
-
 /// Whether rules read `field` (at index path `path`) entirely: directly, or every leaf of it.
 fn fully_consumed(field: &Field, path: &mut Vec<usize>, consumed: &HashSet<Vec<usize>>) -> bool {
     if consumed.contains(path.as_slice()) {
@@ -677,35 +587,12 @@ fn fully_consumed(field: &Field, path: &mut Vec<usize>, consumed: &HashSet<Vec<u
         })
 }
 
-/// The column at `path`, with the nulls of every struct above it.
-fn extract(batch: &RecordBatch, path: &[usize]) -> Result<ArrayRef> {
-    let Some((&top, children)) = path.split_first() else {
-        return Err(Error::Config("normalize: empty source path".into()));
-    };
-    let mut current = batch.column(top).clone();
-    for &i in children {
-        let parent = current.as_struct_opt().ok_or_else(|| {
-            Error::Config(format!(
-                "normalize: expected a struct on the source path, found {}",
-                current.data_type()
-            ))
-        })?;
-        let child = parent.column(i).clone();
-        current = match parent.nulls() {
-            Some(nulls) if nulls.null_count() > 0 => {
-                arrow::compute::nullif(&child, &arrow::compute::is_null(parent)?)?
-            }
-            _ => child,
-        };
-    }
-    Ok(current)
-}
-
-/// Rebuilds a string column through `f`, which writes each new value into its buffer.
+/// One normaliser over a string column, in one pass; also returns the rows it refused, with
+/// what their value should have been.
 fn map_strings(
     input: &StringArray,
-    mut f: impl FnMut(&str, &mut String) -> Outcome,
-) -> (StringArray, Vec<usize>) {
+    normaliser: &Normaliser,
+) -> (StringArray, Vec<(usize, &'static str)>) {
     let mut builder = StringBuilder::with_capacity(input.len(), input.value_data().len());
     let mut buffer = String::new();
     let mut invalid = Vec::new();
@@ -714,59 +601,16 @@ fn map_strings(
             builder.append_null();
             continue;
         };
-        buffer.clear();
-        match f(value, &mut buffer) {
-            Outcome::Value => builder.append_value(&buffer),
-            Outcome::Null => builder.append_null(),
-            Outcome::Invalid => {
-                invalid.push(row);
+        match normaliser.outcome(value, &mut buffer) {
+            Normalised::Value(v) => builder.append_value(v),
+            Normalised::Null => builder.append_null(),
+            Normalised::Invalid(expected) => {
+                invalid.push((row, expected));
                 builder.append_null();
             }
         }
     }
     (builder.finish(), invalid)
-}
-
-/// See [`Normaliser::E164`].
-fn e164(value: &str, country: &str, digits: &mut String, out: &mut String) -> Outcome {
-    let value = value.trim();
-    if value.is_empty() {
-        return Outcome::Null;
-    }
-    let (international, rest) = match value.strip_prefix('+') {
-        Some(rest) => (true, rest),
-        None => match value.strip_prefix("00") {
-            Some(rest) => (true, rest),
-            None => (false, value),
-        },
-    };
-    digits.clear();
-    for c in rest.chars() {
-        match c {
-            '0'..='9' => digits.push(c),
-            ' ' | '-' | '.' | '/' | '(' | ')' => {}
-            _ => return Outcome::Invalid,
-        }
-    }
-    out.push('+');
-    if !international {
-        if let Some(national) = digits.strip_prefix('0') {
-            out.push_str(country);
-            out.push_str(national);
-        } else if digits.starts_with(country) && digits.len() > 10 {
-            out.push_str(digits);
-        } else {
-            out.push_str(country);
-            out.push_str(digits);
-        }
-    } else {
-        out.push_str(digits);
-    }
-    let significant = out.len() - 1;
-    if !(7..=15).contains(&significant) || out.as_bytes().get(1) == Some(&b'0') {
-        return Outcome::Invalid;
-    }
-    Outcome::Value
 }
 
 /// Row `row` of `array` for a message: strings quoted (so stray spaces show), long values
@@ -924,7 +768,9 @@ mod tests {
         );
         assert_eq!(
             column_strings(&b, "upper"),
-            [s("  ALICE@X.IO "), s("   "), s("ÉMILE@X.IO"), None, s("")]
+            // `uppercase` (like `lowercase`) trims too: the vocabulary's case steps compare
+            // identifiers, and surrounding blanks never belong to one.
+            [s("ALICE@X.IO"), s(""), s("ÉMILE@X.IO"), None, s("")]
         );
         assert_eq!(
             column_strings(&b, "not_empty"),
@@ -941,12 +787,12 @@ mod tests {
             ("1-415-555-0134", Some("+14155550134")),
             ("+44 7700 900123", Some("+447700900123")),
             ("0044 7700 900123", Some("+447700900123")),
-            ("07700 900123", Some("+17700900123")),
             ("  ", None),
         ];
         let raw = strings(&phones.iter().map(|(p, _)| Some(*p)).collect::<Vec<_>>());
         let n = normalize(serde_json::json!({
-            "fields": [{ "from": "phone", "to": "phone", "normalise": ["e164"] }]
+            "fields": [{ "from": "phone", "to": "phone", "normalise": ["e164"] }],
+            "default_region": "US"
         }));
         let out = n.apply(batch(vec![("phone", raw.clone())])).unwrap();
         assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
@@ -954,10 +800,11 @@ mod tests {
             phones.iter().map(|(_, e)| e.map(String::from)).collect();
         assert_eq!(column_strings(&out.batch.unwrap(), "phone"), expected);
 
-        // Another default country: the trunk 0 goes, the code comes in.
+        // Another default region: the trunk 0 goes, the code comes in; a rule's own region
+        // wins over the transform's.
         let uk = normalize(serde_json::json!({
-            "fields": [{ "from": "phone", "to": "phone", "normalise": ["e164"] }],
-            "default_country_code": "44"
+            "fields": [{ "from": "phone", "to": "phone", "normalise": [{ "phone": { "default_region": "GB" } }] }],
+            "default_region": "US"
         }));
         let out = uk
             .apply(batch(vec![("phone", strings(&[Some("07700 900123")]))]))
@@ -973,6 +820,7 @@ mod tests {
             Some("+1 415-555-0134"),
             Some("123"),
             Some("+0 12345678"),
+            Some("07700 900123"),
         ]);
         let out = n.apply(batch(vec![("phone", bad)])).unwrap();
         assert_eq!(
@@ -980,7 +828,7 @@ mod tests {
             [Some("+14155550134".into())]
         );
         let reasons: Vec<&str> = out.dead_letters.iter().map(|d| d.reason.as_str()).collect();
-        assert_eq!(reasons.len(), 3);
+        assert_eq!(reasons.len(), 4);
         assert!(
             reasons[0].contains("\"call me\" is not a phone number"),
             "{}",
@@ -1297,9 +1145,13 @@ mod tests {
             parsed.fields[0],
             FieldRule::new("a", "b")
                 .cast(CastType::TimestampUs)
-                .normalise([Normaliser::Trim, Normaliser::E164, Normaliser::EmptyAsNull])
+                .normalise([
+                    Normaliser::Trim,
+                    Normaliser::phone(None),
+                    Normaliser::EmptyAsNull
+                ])
         );
-        assert_eq!(parsed.default_country_code, "1");
+        assert_eq!(parsed.default_region, None);
         let round_trip: NormalizeConfig =
             serde_json::from_value(serde_json::to_value(&parsed).unwrap()).unwrap();
         assert_eq!(round_trip, parsed);
@@ -1309,7 +1161,7 @@ mod tests {
             serde_json::json!({ "fields": [{ "from": "a", "to": "_cdp_op" }] }),
             serde_json::json!({ "fields": [{ "from": "", "to": "x" }] }),
             serde_json::json!({ "fields": [{ "from": "a", "to": "x" }], "drop": ["x"] }),
-            serde_json::json!({ "fields": [], "default_country_code": "+1" }),
+            serde_json::json!({ "fields": [{ "from": "a..b", "to": "x" }] }),
         ] {
             let err = Normalize::new(config(bad)).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{err:?}");

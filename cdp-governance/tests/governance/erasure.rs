@@ -98,7 +98,9 @@ impl ErasureTarget for Profiles {
 
     async fn erase(&self, identifier: &Identifier) -> cdp_governance::Result<TargetErasure> {
         let mut profiles = self.inner.lock().unwrap();
-        let wanted = identifier.normalised();
+        let wanted = cdp_core::Vocabulary::standard()
+            .normalise(&identifier.kind, &identifier.value)
+            .unwrap_or_default();
         let found = profiles
             .iter()
             .find(|(user, p)| match identifier.kind.as_str() {

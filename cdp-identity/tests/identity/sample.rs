@@ -19,7 +19,7 @@ fn rules() -> cdp_identity::RulesConfig {
             {"name": "crm_id", "priority": 2, "limit": 2},
             {"name": "email", "priority": 3, "limit": 2, "normaliser": "email"},
             {"name": "phone", "priority": 4, "limit": 2,
-             "normaliser": {"phone": {"default_country_code": "1"}}},
+             "normaliser": {"phone": {"default_region": "US"}}},
             {"name": "device_id", "priority": 5, "limit": 4},
             {"name": "anonymous_id", "priority": 6, "limit": 4, "ttl": "90d", "anonymous": true}
         ],

@@ -65,7 +65,7 @@ pub(super) fn resolver(store: Arc<MemoryProfileStore>) -> Resolver {
 }
 
 pub(super) fn key(kind: &str, value: &str) -> IdentifierKey {
-    id(kind, value).key()
+    IdentifierKey::of(&id(kind, value))
 }
 
 #[tokio::test]
