@@ -1,5 +1,6 @@
 //! PostgreSQL: a source, a destination and a state store, on `tokio-postgres` and binary
-//! `COPY`.
+//! `COPY`; the connection settings, TLS, `COPY` codec and type mapping they share are the
+//! `cdp-postgres` crate.
 //!
 //! - [`PostgresSource`](crate::PostgresSource) discovers the tables and views of a schema
 //!   and reads them in full or incrementally by a cursor column, paging on
@@ -19,19 +20,13 @@
 //!
 //! Type mapping: see [`types`].
 
-mod connection;
-pub(crate) mod copy;
 #[cfg(feature = "postgres-identity")]
 pub mod identity;
 mod state;
-#[cfg(feature = "postgres-tls")]
-mod tls;
-pub mod types;
 
-pub use connection::{PostgresConnection, PostgresSslMode};
-pub(crate) use connection::{ident, literal, pg_error, qualified};
+pub use cdp_postgres::types;
+pub use cdp_postgres::{PG_TYPE_METADATA, PostgresConnection, PostgresSslMode};
 pub use state::PostgresStateStore;
-pub use types::PG_TYPE_METADATA;
 
 #[cfg(feature = "postgres-identity")]
 pub use identity::{PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore};

@@ -2,10 +2,9 @@
 
 use async_trait::async_trait;
 use cdp_core::{Error, PipelineState, Result, StateStore};
+use cdp_postgres::{PostgresConnection, ident, pg_error, qualified};
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
-
-use super::connection::{PostgresConnection, ident, pg_error, qualified};
 
 const CONNECTOR: &str = "postgres state store";
 

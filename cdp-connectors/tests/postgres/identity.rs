@@ -237,7 +237,7 @@ fn keys() -> Vec<IdentifierKey> {
     for d in 1..=3 {
         ids.push(Identifier::new("device_id", format!("d{d}")));
     }
-    ids.iter().map(Identifier::key).collect()
+    ids.iter().map(IdentifierKey::of).collect()
 }
 
 fn options(db: &TestDb, prefix: &str) -> PostgresIdentityOptions {

@@ -1,10 +1,10 @@
 //! Configuration of the PostgreSQL destination.
 
 use cdp_core::{Destination, Error, Result};
+use cdp_postgres::PostgresConnection;
 use serde::{Deserialize, Serialize};
 
 use super::PostgresDestination;
-use crate::postgres::PostgresConnection;
 
 /// Writes streams into PostgreSQL tables.
 ///

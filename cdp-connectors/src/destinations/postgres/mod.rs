@@ -12,14 +12,14 @@ use cdp_core::record::{OP_COLUMN, RECORD_HASH_COLUMN};
 use cdp_core::{
     Batch, Destination, Error, Op, RejectedRow, Result, RetryPolicy, StreamSpec, WriteOutcome,
 };
+use cdp_postgres::copy::normalized;
+use cdp_postgres::{
+    CopyEncoder, PG_TYPE_METADATA, PgKind, PostgresConnection, ident, pg_error, qualified,
+};
 use futures::SinkExt;
 use tokio_postgres::Client;
 
 pub use config::PostgresDestinationConfig;
-
-use crate::postgres::copy::CopyEncoder;
-use crate::postgres::types::PgKind;
-use crate::postgres::{PG_TYPE_METADATA, PostgresConnection, ident, pg_error, qualified};
 
 /// Longest identifier PostgreSQL keeps; longer ones are silently truncated by the server.
 const MAX_IDENTIFIER: usize = 63;
@@ -582,10 +582,7 @@ fn plan(
             }
         }
     }
-    let types: Vec<DataType> = columns
-        .iter()
-        .map(|c| crate::postgres::copy::normalized(&types[c]))
-        .collect();
+    let types: Vec<DataType> = columns.iter().map(|c| normalized(&types[c])).collect();
     let mut staging_columns = Vec::with_capacity(columns.len());
     let mut select = Vec::with_capacity(columns.len());
     let mut exact = true;

@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use cdp_identity::error::BackendErrorKind;
 use cdp_identity::{Error, IdentityLog, LogEvent, LogRecord, Result};
+use cdp_postgres::{PostgresConnection, qualified};
 use tokio_postgres::error::SqlState;
 
 use super::worker::{Worker, create_tables};
 use super::{PostgresIdentityOptions, backend, pg_error};
-use crate::postgres::PostgresConnection;
-use crate::postgres::connection::qualified;
 
 const NAME: &str = "postgres identity log";
 

@@ -62,12 +62,11 @@ mod worker;
 
 use cdp_identity::Error;
 use cdp_identity::error::BackendErrorKind;
+use cdp_postgres::is_transient;
 use serde::{Deserialize, Serialize};
 
 pub use log::PostgresIdentityLog;
 pub use profile::PostgresProfileStore;
-
-use super::connection::is_transient;
 
 /// PostgreSQL truncates longer identifiers, which could make two table names one.
 const MAX_IDENTIFIER_LEN: usize = 63;

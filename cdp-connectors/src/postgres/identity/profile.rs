@@ -8,12 +8,11 @@ use cdp_identity::error::BackendErrorKind;
 use cdp_identity::{
     IdentifierKey, Profile, ProfileDelta, ProfileId, ProfileStore, Result, StoreConfig,
 };
+use cdp_postgres::{PostgresConnection, qualified};
 use tokio_postgres::{GenericClient, Statement};
 
 use super::worker::{Conn, Worker, create_tables};
 use super::{PostgresIdentityOptions, backend, pg_error};
-use crate::postgres::PostgresConnection;
-use crate::postgres::connection::qualified;
 
 const NAME: &str = "postgres profile store";
 

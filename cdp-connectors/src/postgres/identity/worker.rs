@@ -14,12 +14,11 @@ use std::thread::JoinHandle;
 
 use cdp_identity::error::BackendErrorKind;
 use cdp_identity::{Error, Result};
+use cdp_postgres::{PostgresConnection, ident};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::{backend, connect_error, pg_error};
-use crate::postgres::PostgresConnection;
-use crate::postgres::connection::ident;
 
 type Job =
     Box<dyn for<'s> FnOnce(&'s mut Session) -> Pin<Box<dyn Future<Output = ()> + 's>> + Send>;

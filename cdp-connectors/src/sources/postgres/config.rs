@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use cdp_core::{Error, Result, RetryPolicy, Source, SyncMode};
+use cdp_postgres::PostgresConnection;
 use serde::{Deserialize, Serialize};
 
 use super::PostgresSource;
-use crate::postgres::PostgresConnection;
 
 /// Default rows per batch (and per checkpoint).
 pub(crate) const DEFAULT_BATCH_SIZE: usize = 10_000;

@@ -3,14 +3,13 @@
 use arrow::array::{Array, ArrayRef};
 use bytes::{BufMut, BytesMut};
 use cdp_core::{Error, Result};
+use cdp_postgres::types::value_text;
+use cdp_postgres::{CopyDecoder, PgKind, PostgresConnection, ident, literal, pg_error, qualified};
 use futures::{SinkExt, StreamExt};
 
 use super::PostgresColumn;
 use super::config::FullRefreshDeletes;
 use super::read::{Conn, key_cast};
-use crate::postgres::copy::CopyDecoder;
-use crate::postgres::types::{PgKind, value_text};
-use crate::postgres::{PostgresConnection, ident, literal, pg_error, qualified};
 
 /// Keeps the keys each full refresh saw: `(scope text, run bigint, key text[])`.
 #[derive(Debug)]

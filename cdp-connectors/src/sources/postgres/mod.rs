@@ -14,12 +14,11 @@ use cdp_core::{
     Catalog, ConnectorSpec, Error, ReadRequest, Result, Source, SourceEventStream, StreamSpec,
     SyncMode,
 };
+use cdp_postgres::types::is_cursor_kind;
+use cdp_postgres::{PG_TYPE_METADATA, PgKind, pg_error};
 use tokio_postgres::Client;
 
 pub use config::{FullRefreshDeletes, PostgresSourceConfig, PostgresStreamConfig};
-
-use crate::postgres::types::{PgKind, is_cursor_kind};
-use crate::postgres::{PG_TYPE_METADATA, pg_error};
 
 /// Schema metadata key listing a stream's candidate cursor columns, comma-separated.
 pub const CURSOR_CANDIDATES_METADATA: &str = "cdp.postgres.cursor_candidates";
@@ -101,7 +100,7 @@ impl PostgresColumn {
 
     /// The `SELECT` expression reading the column.
     pub(crate) fn select(&self) -> String {
-        let column = crate::postgres::ident(&self.name);
+        let column = cdp_postgres::ident(&self.name);
         match (&self.kind, self.as_text) {
             (PgKind::Array(_), true) => format!("{column}::text[]"),
             (_, true) => format!("{column}::text"),

@@ -8,6 +8,8 @@ use cdp_core::record::OP_COLUMN;
 use cdp_core::{
     Batch, Checkpoint, Error, Op, ReadRequest, Result, RetryPolicy, SourceEvent, SyncMode,
 };
+use cdp_postgres::types::value_text;
+use cdp_postgres::{CopyDecoder, PgKind, PostgresConnection, ident, literal, pg_error, qualified};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
@@ -15,9 +17,6 @@ use tokio_postgres::Client;
 
 use super::deletes::KeyStore;
 use super::{PostgresColumn, PostgresSourceConfig, StreamPlan, discover_tables};
-use crate::postgres::copy::CopyDecoder;
-use crate::postgres::types::{PgKind, value_text};
-use crate::postgres::{PostgresConnection, ident, literal, pg_error, qualified};
 
 /// A stream's checkpointed position.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,6 @@
 //! Connection settings, connecting, and the mapping of driver errors onto [`cdp_core::Error`].
+//!
+//! Quoting of identifiers and literals is in [`quote`](crate::quote).
 
 use std::fmt;
 use std::future::Future;
@@ -32,7 +34,8 @@ const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 ///
 /// # TLS
 ///
-/// Built with the `postgres-tls` feature (rustls), connections follow libpq's `sslmode`,
+/// Built with this crate's `tls` feature (rustls; `postgres-tls` in `cdp-connectors` and
+/// `cdp`), connections follow libpq's `sslmode`,
 /// set as a field or in the URL (`?sslmode=verify-full&sslrootcert=/etc/cdp/db-ca.pem`):
 ///
 /// | `sslmode` | encrypted | certificate checked |
@@ -198,7 +201,7 @@ pub(crate) struct TlsSettings {
 impl TlsSettings {
     /// Whether the certificate chain is checked: in the `verify-*` modes, and, as libpq
     /// does, whenever a root certificate is given.
-    #[cfg_attr(not(feature = "postgres-tls"), allow(dead_code))]
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn checks_chain(&self) -> bool {
         matches!(
             self.mode,
@@ -207,7 +210,7 @@ impl TlsSettings {
     }
 
     /// Whether the certificate must name the host connected to.
-    #[cfg_attr(not(feature = "postgres-tls"), allow(dead_code))]
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn checks_host_name(&self) -> bool {
         self.mode == PostgresSslMode::VerifyFull
     }
@@ -421,8 +424,14 @@ impl PostgresConnection {
         self
     }
 
-    /// Resolves the settings (environment, secrets file) into a driver configuration.
-    pub(crate) fn to_config(&self, connector: &str) -> Result<tokio_postgres::Config> {
+    /// Resolves the settings (environment, secrets file) into a driver configuration,
+    /// without connecting: what a connector's `validate()` calls to refuse bad settings
+    /// early. `connector` names the component in error messages.
+    ///
+    /// Errors are [`Error::Config`]: a malformed URL (its password redacted), a missing
+    /// user, an unset `url_env` or `password_env` variable, inconsistent TLS settings, or a
+    /// TLS mode this build cannot honour.
+    pub fn to_config(&self, connector: &str) -> Result<tokio_postgres::Config> {
         self.resolve(connector).map(|(config, _)| config)
     }
 
@@ -488,11 +497,11 @@ impl PostgresConnection {
             PostgresSslMode::Prefer => SslMode::Prefer,
             _ => SslMode::Require,
         });
-        if !cfg!(feature = "postgres-tls") && config.get_ssl_mode() == SslMode::Require {
+        if !cfg!(feature = "tls") && config.get_ssl_mode() == SslMode::Require {
             return Err(Error::Config(format!(
-                "{connector}: sslmode={}, but this build of cdp-connectors has no TLS: enable \
-                 its `postgres-tls` feature, or connect over a Unix socket, a private network \
-                 or a tunnel",
+                "{connector}: sslmode={}, but this build has no TLS: enable the `postgres-tls` \
+                 feature of cdp-connectors or cdp (`tls` of cdp-postgres), or connect over a \
+                 Unix socket, a private network or a tunnel",
                 tls.mode
             )));
         }
@@ -561,13 +570,17 @@ impl PostgresConnection {
     }
 
     /// Opens a connection; its driver task runs on the tokio runtime until the client is
-    /// dropped or the server goes away.
-    pub(crate) async fn connect(&self, connector: &str) -> Result<Client> {
+    /// dropped or the server goes away. `connector` names the component in errors and logs.
+    ///
+    /// Must be called inside a tokio runtime. Errors from the network or a server that is
+    /// starting up are [retryable](cdp_core::Error::is_retryable); bad settings and refused
+    /// credentials are not.
+    pub async fn connect(&self, connector: &str) -> Result<Client> {
         let (config, tls) = self.resolve(connector)?;
         let error = |e| pg_error(connector, "connect", e);
-        #[cfg(feature = "postgres-tls")]
+        #[cfg(feature = "tls")]
         if config.get_ssl_mode() != SslMode::Disable {
-            let make_tls = super::tls::make_tls_connect(&tls, connector)?;
+            let make_tls = crate::tls::make_tls_connect(&tls, connector)?;
             // Say what was asked of the certificate, so an error names what to change.
             let roots = match &tls.root_cert {
                 _ if !tls.checks_chain() => String::new(),
@@ -637,8 +650,9 @@ impl std::error::Error for PgError {
 
 /// Whether a driver error is worth retrying: the connection broke or timed out, or the
 /// server refused for a reason that passes (serialization failure, deadlock, shutdown,
-/// too many connections, lock timeout).
-pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
+/// too many connections, lock timeout). A failed TLS handshake is not: trying again will
+/// not change the certificate.
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
@@ -658,7 +672,7 @@ pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
             // A failed TLS handshake (an untrusted certificate, a wrong host name) arrives
             // as an I/O error, but trying again will not change the certificate.
-            #[cfg(feature = "postgres-tls")]
+            #[cfg(feature = "tls")]
             if io
                 .get_ref()
                 .is_some_and(|inner| inner.is::<rustls::Error>())
@@ -673,12 +687,10 @@ pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
     e.to_string() == "timeout waiting for server"
 }
 
-/// Wraps a driver error as [`Error::transient`] or [`Error::external`].
-pub(crate) fn pg_error(
-    connector: &str,
-    context: impl Into<String>,
-    e: tokio_postgres::Error,
-) -> Error {
+/// Wraps a driver error as [`Error::transient`] or [`Error::external`] (as
+/// [`is_transient`] decides) of `connector`, with what was being done (`context`) and the
+/// driver's cause in its message.
+pub fn pg_error(connector: &str, context: impl Into<String>, e: tokio_postgres::Error) -> Error {
     let transient = is_transient(&e);
     let error = PgError {
         context: context.into(),
@@ -689,22 +701,6 @@ pub(crate) fn pg_error(
     } else {
         Error::external(connector, error)
     }
-}
-
-/// `name` as a quoted SQL identifier.
-pub(crate) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `schema.name`, both quoted.
-pub(crate) fn qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", ident(schema), ident(name))
-}
-
-/// `value` as a quoted SQL string literal (connections run with
-/// `standard_conforming_strings = on`, the default since PostgreSQL 9.1).
-pub(crate) fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 #[cfg(test)]
@@ -750,7 +746,7 @@ mod tests {
         assert!(!format!("{config:?}").contains("from-file"));
     }
 
-    #[cfg(not(feature = "postgres-tls"))]
+    #[cfg(not(feature = "tls"))]
     #[test]
     fn tls_required_is_refused_not_downgraded_and_names_the_feature() {
         for mode in ["require", "verify-ca", "verify-full"] {
@@ -859,7 +855,7 @@ mod tests {
         );
     }
 
-    #[cfg(feature = "postgres-tls")]
+    #[cfg(feature = "tls")]
     #[test]
     fn what_each_mode_checks() {
         let settings = |url: &str| PostgresConnection::url(url).resolve("pg").unwrap();
@@ -895,11 +891,5 @@ mod tests {
         // Errors about the URL never show its password.
         let text = err("postgres://etl:s3cret@db/crm?sslmode=bogus&sslrootcert=x");
         assert!(!text.contains("s3cret"), "{text}");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(literal("it's"), "'it''s'");
     }
 }

@@ -18,7 +18,7 @@ use arrow::datatypes::{
 };
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::types::{PG_EPOCH_DAYS, PG_EPOCH_MICROS, PgKind};
+use crate::types::{PG_EPOCH_DAYS, PG_EPOCH_MICROS, PgKind};
 
 /// The 11-byte signature that opens a binary COPY stream.
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -298,8 +298,13 @@ fn decode_array(value: &[u8], element_oid: u32, element: &mut Column) -> Result<
 }
 
 /// Parses a binary `COPY … TO STDOUT` stream into Arrow columns, one row at a time.
+///
+/// Push the stream's chunks as they arrive and call [`next_row`](Self::next_row) until it
+/// returns `Ok(false)`; [`finish`](Self::finish) takes the rows decoded so far as arrays
+/// of the kinds' [Arrow types](PgKind::arrow_type), so a long stream becomes several
+/// batches.
 #[derive(Debug)]
-pub(crate) struct CopyDecoder {
+pub struct CopyDecoder {
     names: Vec<String>,
     columns: Vec<Column>,
     buf: BytesMut,
@@ -310,7 +315,7 @@ pub(crate) struct CopyDecoder {
 
 impl CopyDecoder {
     /// A decoder for columns `names` of kinds `kinds` (in `SELECT` order).
-    pub(crate) fn new(names: Vec<String>, kinds: &[PgKind]) -> Self {
+    pub fn new(names: Vec<String>, kinds: &[PgKind]) -> Self {
         CopyDecoder {
             names,
             columns: kinds.iter().map(Column::new).collect(),
@@ -322,23 +327,23 @@ impl CopyDecoder {
     }
 
     /// Appends a chunk of the stream.
-    pub(crate) fn push(&mut self, chunk: &[u8]) {
+    pub fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
     }
 
     /// Rows decoded since the last [`finish`](Self::finish).
-    pub(crate) fn rows(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.rows
     }
 
     /// Whether the trailer was seen.
-    pub(crate) fn is_finished(&self) -> bool {
+    pub fn is_finished(&self) -> bool {
         self.finished
     }
 
     /// Decodes the next complete row from what was pushed; `Ok(false)` when more bytes
-    /// are needed (or the stream ended).
-    pub(crate) fn next_row(&mut self) -> Result<bool, String> {
+    /// are needed (or the stream ended). An error names what is malformed (and the column).
+    pub fn next_row(&mut self) -> Result<bool, String> {
         if self.finished {
             return Ok(false);
         }
@@ -407,7 +412,7 @@ impl CopyDecoder {
     }
 
     /// The decoded rows as arrays (builders are reset for the next batch).
-    pub(crate) fn finish(&mut self) -> Result<Vec<ArrayRef>, String> {
+    pub fn finish(&mut self) -> Result<Vec<ArrayRef>, String> {
         self.rows = 0;
         self.columns.iter_mut().map(Column::finish).collect()
     }
@@ -421,7 +426,7 @@ impl CopyDecoder {
 /// `Date64` becomes `Date32`, nanosecond timestamps become microseconds, and so on.
 /// Dictionary-encoded strings with `Int32` keys (the runtime's `_cdp_source` and
 /// `_cdp_lineage_id`) are written as they are; other dictionaries are decoded.
-pub(crate) fn normalized(data_type: &DataType) -> DataType {
+pub fn normalized(data_type: &DataType) -> DataType {
     match data_type {
         DataType::Dictionary(key, value)
             if **key == DataType::Int32 && **value == DataType::Utf8 =>
@@ -744,8 +749,12 @@ fn encode_numeric_text(value: i128, scale: i8, out: &mut BytesMut) {
 }
 
 /// Encodes record batches as a binary `COPY … FROM STDIN` stream for a fixed column list.
+///
+/// Send [`take`](Self::take) whenever [`buffered`](Self::buffered) has grown large enough,
+/// and [`finish`](Self::finish) at the end, so memory stays bounded however many rows go
+/// through.
 #[derive(Debug)]
-pub(crate) struct CopyEncoder {
+pub struct CopyEncoder {
     columns: Vec<String>,
     types: Vec<DataType>,
     buf: BytesMut,
@@ -754,7 +763,7 @@ pub(crate) struct CopyEncoder {
 impl CopyEncoder {
     /// An encoder for the staging columns `columns`, of the [`normalized`] types `types`;
     /// the header is written.
-    pub(crate) fn new(columns: Vec<String>, types: Vec<DataType>) -> Self {
+    pub fn new(columns: Vec<String>, types: Vec<DataType>) -> Self {
         let mut buf = BytesMut::with_capacity(1 << 20);
         buf.put_slice(SIGNATURE);
         buf.put_i32(0);
@@ -767,12 +776,9 @@ impl CopyEncoder {
     }
 
     /// Appends the rows of `batch` selected by `keep` (all when `None`); columns the batch
-    /// lacks are written as nulls.
-    pub(crate) fn write(
-        &mut self,
-        batch: &RecordBatch,
-        keep: Option<&[bool]>,
-    ) -> Result<(), String> {
+    /// lacks are written as nulls, columns of another type are cast. An error names the
+    /// column whose values cannot be written.
+    pub fn write(&mut self, batch: &RecordBatch, keep: Option<&[bool]>) -> Result<(), String> {
         let arrays: Vec<Option<ArrayRef>> = self
             .columns
             .iter()
@@ -810,17 +816,17 @@ impl CopyEncoder {
     }
 
     /// Bytes buffered so far.
-    pub(crate) fn buffered(&self) -> usize {
+    pub fn buffered(&self) -> usize {
         self.buf.len()
     }
 
     /// Takes the bytes buffered so far.
-    pub(crate) fn take(&mut self) -> bytes::Bytes {
+    pub fn take(&mut self) -> bytes::Bytes {
         self.buf.split().freeze()
     }
 
     /// Writes the trailer and takes the rest.
-    pub(crate) fn finish(mut self) -> bytes::Bytes {
+    pub fn finish(mut self) -> bytes::Bytes {
         self.buf.put_i16(-1);
         self.buf.freeze()
     }

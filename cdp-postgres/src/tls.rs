@@ -14,7 +14,7 @@ use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::connection::{RootCert, TlsSettings};
+use crate::connection::{RootCert, TlsSettings};
 
 /// The rustls connector for `settings`: which roots to trust, what to check, and the client
 /// certificate to present, if any. Reads the PEM files each time, so a rotated certificate

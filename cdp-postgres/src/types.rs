@@ -46,26 +46,41 @@ pub(crate) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// How a value travels in PostgreSQL's binary format, which fixes its Arrow type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PgKind {
+pub enum PgKind {
+    /// `boolean`.
     Bool,
+    /// `smallint`.
     Int2,
+    /// `integer`.
     Int4,
+    /// `bigint`.
     Int8,
+    /// `real`.
     Float4,
+    /// `double precision`.
     Float8,
     /// `numeric(precision, scale)`, read into `Decimal128`.
     Numeric {
+        /// Total digits, at most 38.
         precision: u8,
+        /// Digits after the decimal point.
         scale: i8,
     },
     /// Text-format types: `text`, `varchar`, `char`, `name`, `json`, and anything cast to text.
     Text,
+    /// `jsonb`, read as its JSON text.
     Jsonb,
+    /// `uuid`, read as canonical lower-case text.
     Uuid,
+    /// `bytea`.
     Bytea,
+    /// `date`.
     Date,
+    /// `timestamp` (without time zone).
     Timestamp,
+    /// `timestamptz`, read as UTC.
     Timestamptz,
+    /// `time` (without time zone).
     Time,
     /// One-dimensional array of the element kind.
     Array(Box<PgKind>),
@@ -74,7 +89,7 @@ pub(crate) enum PgKind {
 impl PgKind {
     /// The kind PostgreSQL's binary output of type `oid` (typmod `typmod`) decodes as, or
     /// `None` when the column should be read through a cast to `text`.
-    pub(crate) fn from_oid(oid: u32, typmod: i32) -> Option<PgKind> {
+    pub fn from_oid(oid: u32, typmod: i32) -> Option<PgKind> {
         Some(match oid {
             16 => PgKind::Bool,
             21 => PgKind::Int2,
@@ -105,7 +120,7 @@ impl PgKind {
     }
 
     /// The element type's oid, written into array headers.
-    pub(crate) fn oid(&self) -> u32 {
+    pub fn oid(&self) -> u32 {
         match self {
             PgKind::Bool => 16,
             PgKind::Int2 => 21,
@@ -143,7 +158,7 @@ impl PgKind {
     }
 
     /// The Arrow type values of this kind are read into.
-    pub(crate) fn arrow_type(&self) -> DataType {
+    pub fn arrow_type(&self) -> DataType {
         match self {
             PgKind::Bool => DataType::Boolean,
             PgKind::Int2 => DataType::Int16,
@@ -165,7 +180,7 @@ impl PgKind {
     }
 
     /// The SQL type this kind is written as.
-    pub(crate) fn sql_type(&self) -> String {
+    pub fn sql_type(&self) -> String {
         match self {
             PgKind::Bool => "boolean".into(),
             PgKind::Int2 => "smallint".into(),
@@ -186,9 +201,9 @@ impl PgKind {
         }
     }
 
-    /// The kind an Arrow column is written as, after [`normalize`](crate::postgres::copy)
+    /// The kind an Arrow column is written as, after [`normalized`](crate::copy::normalized)
     /// has cast the types the encoder does not take directly. `None`: not writable.
-    pub(crate) fn from_arrow(data_type: &DataType) -> Option<PgKind> {
+    pub fn from_arrow(data_type: &DataType) -> Option<PgKind> {
         Some(match data_type {
             DataType::Boolean => PgKind::Bool,
             DataType::Int8 | DataType::Int16 | DataType::UInt8 => PgKind::Int2,
@@ -239,7 +254,7 @@ fn numeric_typmod(typmod: i32) -> Option<(i32, i32)> {
 
 /// Types a column of which can serve as a cursor: ordered, and growing with new rows in
 /// the usual schemas.
-pub(crate) fn is_cursor_kind(kind: &PgKind) -> bool {
+pub fn is_cursor_kind(kind: &PgKind) -> bool {
     matches!(
         kind,
         PgKind::Int2
@@ -254,7 +269,7 @@ pub(crate) fn is_cursor_kind(kind: &PgKind) -> bool {
 
 /// Renders row `row` of `array` as PostgreSQL input text, for cursors, keys and literals.
 /// `Ok(None)` for null; an error for types that cannot be keys (lists).
-pub(crate) fn value_text(array: &dyn Array, row: usize) -> Result<Option<String>, String> {
+pub fn value_text(array: &dyn Array, row: usize) -> Result<Option<String>, String> {
     if array.is_null(row) {
         return Ok(None);
     }
