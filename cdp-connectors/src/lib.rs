@@ -71,8 +71,6 @@ pub use sources::{
 pub use destinations::{PostgresDestination, PostgresDestinationConfig};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConnection, PostgresSslMode, PostgresStateStore};
-#[cfg(feature = "postgres-identity")]
-pub use postgres::{PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore};
 #[cfg(feature = "postgres")]
 pub use sources::{
     FullRefreshDeletes, PostgresSource, PostgresSourceConfig, PostgresStreamConfig, PostgresTable,

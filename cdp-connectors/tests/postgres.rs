@@ -13,8 +13,6 @@ mod support;
 
 #[path = "postgres/destination.rs"]
 mod destination;
-#[path = "postgres/identity.rs"]
-mod identity;
 #[path = "postgres/pipeline.rs"]
 mod pipeline;
 #[path = "postgres/source.rs"]

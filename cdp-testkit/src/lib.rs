@@ -9,8 +9,12 @@
 //!   and dead letters.
 //! - [`conformance`]: the harness every source must pass — checkpoints after everything it
 //!   emits, and a resume from any checkpoint yields exactly what came after it.
+//! - `postgres` (feature `postgres`): the PostgreSQL test server, and a schema of its own
+//!   per test.
 
 pub mod conformance;
 pub mod people;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod read;
 pub mod sample;

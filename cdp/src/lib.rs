@@ -7,8 +7,10 @@
 //! | module | crate | feature |
 //! |---|---|---|
 //! | crate root, [`core`] | `cdp-core`: record model, traits, pipeline runtime, state | always |
-//! | [`connectors`] | `cdp-connectors`: file sources and landing zones; PostgreSQL source, destination, state store, identity log and profile store | `files`, `postgres`, `postgres-tls`, `postgres-identity` |
+//! | [`connectors`] | `cdp-connectors`: file sources and landing zones; PostgreSQL source, destination, state store | `files`, `postgres`, `postgres-tls` |
+//! | `postgres` | `cdp-postgres`: PostgreSQL connection settings, TLS, binary `COPY`, type mapping, quoting | `postgres`, `postgres-identity`, `postgres-tls` |
 //! | [`identity`] | `cdp-identity`: identity graph, merges, profiles, probabilistic matching | `identity` |
+//! | `postgres_identity` | this crate: the identity log and profile store in PostgreSQL, shared by workers on several machines | `postgres-identity` |
 //! | [`schema`] | `cdp-schema`: registry, compatibility, diffs, contracts | `schema` |
 //! | [`governance`] | `cdp-governance`: classes, policies, masking, audit | `governance` |
 //!
@@ -43,6 +45,14 @@ pub use cdp_core as core;
 
 /// Sources and destinations (`cdp-connectors`).
 pub use cdp_connectors as connectors;
+
+/// PostgreSQL plumbing: connection settings, TLS, binary `COPY`, type mapping, quoting
+/// (`cdp-postgres`).
+#[cfg(any(feature = "postgres", feature = "postgres-identity"))]
+pub use cdp_postgres as postgres;
+
+#[cfg(feature = "postgres-identity")]
+pub mod postgres_identity;
 
 /// Identity stitching (`cdp-identity`).
 #[cfg(feature = "identity")]

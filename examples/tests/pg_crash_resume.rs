@@ -10,14 +10,10 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use cdp_testkit::postgres::url;
 use rand::{Rng, SeedableRng};
 
 const ROWS: u64 = 200_000;
-
-fn url() -> String {
-    std::env::var("CDP_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn psql(sql: &str) -> String {
     let out = Command::new("psql")

@@ -13,20 +13,15 @@
 //!   inserts of new keys (for streams without a key, `INSERT … ON CONFLICT` on
 //!   `_cdp_record_hash`).
 //! - [`PostgresStateStore`] keeps pipeline checkpoints in a table several workers share.
-//! - [`PostgresIdentityLog`](crate::PostgresIdentityLog) and
-//!   [`PostgresProfileStore`](crate::PostgresProfileStore) (feature `postgres-identity`)
-//!   keep the identity log and the profiles of `cdp-identity` where several workers share
-//!   them; see [`identity`].
+//!
+//! The identity log and profile store in PostgreSQL live in the `cdp` umbrella crate
+//! (`cdp::postgres_identity`, feature `postgres-identity`): connectors do not depend on
+//! `cdp-identity`.
 //!
 //! Type mapping: see [`types`].
 
-#[cfg(feature = "postgres-identity")]
-pub mod identity;
 mod state;
 
 pub use cdp_postgres::types;
 pub use cdp_postgres::{PG_TYPE_METADATA, PostgresConnection, PostgresSslMode};
 pub use state::PostgresStateStore;
-
-#[cfg(feature = "postgres-identity")]
-pub use identity::{PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore};

@@ -1,5 +1,10 @@
 //! The identity log and the profile store of `cdp-identity` in PostgreSQL, so that resolvers
-//! on several machines share one identity history and one profile store.
+//! on several machines share one identity history and one profile store (feature
+//! `postgres-identity`).
+//!
+//! They live in the umbrella crate because they join two families that stay apart below it:
+//! the identity traits (`cdp-identity`) and the PostgreSQL plumbing (`cdp-postgres`), so
+//! neither the connectors nor the identity crate depends on the other.
 //!
 //! - [`PostgresIdentityLog`] implements [`IdentityLog`](cdp_identity::IdentityLog): one row
 //!   per record in `<prefix>identity_log`, keyed by `seq`. Appends are optimistic: a writer
@@ -24,10 +29,11 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use cdp_connectors::{
-//!     PostgresConnection, PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore,
+//! use cdp::identity::{ResolverConfig, StoreConfig};
+//! use cdp::postgres::PostgresConnection;
+//! use cdp::postgres_identity::{
+//!     PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore,
 //! };
-//! use cdp_identity::{ResolverConfig, StoreConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let config: ResolverConfig = serde_json::from_str("{}")?;

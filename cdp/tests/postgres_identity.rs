@@ -1,23 +1,30 @@
-//! The PostgreSQL identity log and profile store, against the memory store and the graph's
-//! own log.
+//! The PostgreSQL identity log and profile store (`cdp::postgres_identity`), against the
+//! memory store and the graph's own log.
+//!
+//! Needs the `postgres-integration` feature and a server at `CDP_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`); every test works in a schema of its
+//! own (`cdp_testkit::postgres::TestDb`), dropped when the test ends.
+
+#![cfg(feature = "postgres-integration")]
+// Helpers outside `#[test]` functions panic on failure too; that is how a test fails.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use cdp_connectors::{PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore};
-use cdp_core::{Batch, IdentityResolver, PROFILE_ID_COLUMN};
-use cdp_identity::error::BackendErrorKind;
-use cdp_identity::{
+use cdp::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use cdp::arrow::datatypes::{DataType, Field, Schema};
+use cdp::identity::error::BackendErrorKind;
+use cdp::identity::{
     ColumnMapping, Evidence, Identifier, IdentifierColumn, IdentifierKey, IdentityGraph,
     IdentityLog, MemoryProfileStore, Observation, Profile, ProfileDelta, ProfileId, ProfileStore,
     Resolver, Rules, RulesConfig, StoreConfig,
 };
+use cdp::postgres_identity::{PostgresIdentityLog, PostgresIdentityOptions, PostgresProfileStore};
+use cdp::{Batch, IdentityResolver, PROFILE_ID_COLUMN};
+use cdp_testkit::postgres::{TestDb, connect};
 use serde_json::json;
-
-use crate::support::*;
 
 const DAY: i64 = 86_400_000;
 
@@ -247,10 +254,10 @@ fn options(db: &TestDb, prefix: &str) -> PostgresIdentityOptions {
     }
 }
 
-fn is_conflict(error: &cdp_identity::Error) -> bool {
+fn is_conflict(error: &cdp::identity::Error) -> bool {
     matches!(
         error,
-        cdp_identity::Error::Backend {
+        cdp::identity::Error::Backend {
             kind: BackendErrorKind::Conflict,
             ..
         }
@@ -266,7 +273,7 @@ struct Tee {
 }
 
 impl ProfileStore for Tee {
-    fn apply(&self, delta: &ProfileDelta) -> cdp_identity::Result<()> {
+    fn apply(&self, delta: &ProfileDelta) -> cdp::identity::Result<()> {
         self.memory.apply(delta)?;
         self.pg.apply(delta)
     }
@@ -294,7 +301,7 @@ fn profile_ids(resolver: &Resolver, seen: &mut BTreeSet<ProfileId>) -> Vec<Profi
     seen.iter().copied().collect()
 }
 
-fn resolved_ids(resolved: &cdp_core::ResolvedBatch, seen: &mut BTreeSet<ProfileId>) {
+fn resolved_ids(resolved: &cdp::ResolvedBatch, seen: &mut BTreeSet<ProfileId>) {
     let column = resolved
         .batch
         .data
@@ -437,7 +444,7 @@ async fn concurrent_appends_one_wins_and_the_other_conflicts() {
         let mut right = PostgresIdentityLog::open(&connection, &opts).unwrap();
         let (ours, theirs) = (history("left", 40).log(), history("right", 25).log());
         let barrier = Arc::new(Barrier::new(2));
-        let race = |log: &mut PostgresIdentityLog, records: &[cdp_identity::LogRecord]| {
+        let race = |log: &mut PostgresIdentityLog, records: &[cdp::identity::LogRecord]| {
             barrier.wait();
             log.append(records)
         };
@@ -483,7 +490,7 @@ async fn appends_are_checked_against_what_the_log_holds() {
     // A gap is refused.
     let error = log.append(&ours[27..]).unwrap_err();
     assert!(
-        matches!(error, cdp_identity::Error::InvalidOperation(_)),
+        matches!(error, cdp::identity::Error::InvalidOperation(_)),
         "{error}"
     );
     log.append(&ours[25..]).unwrap();
