@@ -1,24 +1,35 @@
 //! Sources and destinations for `cdp` pipelines.
 //!
-//! With the `files` feature (on by default):
+//! Each connector is behind a cargo feature, so a build carries only the formats it uses:
 //!
-//! - [`JsonlSource`], [`CsvSource`] and [`ParquetSource`] read a file, or a directory of
-//!   files as one stream, into Arrow batches. They resume from a per-file cursor (byte
-//!   offset, or rows for Parquet), continue files that grew, and turn records they cannot
-//!   decode into dead letters instead of failing the run.
-//! - [`JsonlDestination`] and [`ParquetDestination`] write landing zones laid out as
+//! | feature | connectors | dependencies |
+//! |---|---|---|
+//! | `jsonl` | `JsonlSource`, `JsonlDestination` | arrow-json, memchr |
+//! | `csv` | `CsvSource` | arrow-csv |
+//! | `parquet` | `ParquetSource`, `ParquetDestination` | parquet |
+//! | `files` (default) | all of the above | |
+//! | `postgres` | `PostgresSource`, `PostgresDestination`, `PostgresStateStore` | cdp-postgres, tokio-postgres |
+//! | `postgres-tls` | TLS for the PostgreSQL connections | rustls |
+//!
+//! - The file sources read a file, or a directory of files as one stream, into Arrow
+//!   batches. They resume from a per-file cursor (byte offset, or rows for Parquet),
+//!   continue files that grew, and turn records they cannot decode into dead letters
+//!   instead of failing the run.
+//! - The landing-zone destinations write files laid out as
 //!   `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch}-{seq}.{ext}`, staging each
 //!   epoch's files and publishing them with atomic renames once the pipeline commits, so a
 //!   crash and a resume leave every row exactly once.
+//! - The PostgreSQL connectors: see [`postgres`](crate::postgres) (feature `postgres`).
 //!
 //! Each connector has a serde `*Config` (for configuration files) whose `build()` returns the
 //! boxed component, and a plain constructor for Rust code.
 //!
 //! # Example
 //!
-//! Read a JSONL file and print what arrived:
+//! Read a JSONL file (feature `jsonl`) and print what arrived:
 //!
-//! ```
+#![cfg_attr(feature = "jsonl", doc = "```")]
+#![cfg_attr(not(feature = "jsonl"), doc = "```ignore")]
 //! use cdp_connectors::JsonlSource;
 //! use cdp_core::{ReadRequest, Source, SourceEvent};
 //! use futures::StreamExt;
@@ -49,23 +60,30 @@
 //! # Ok(()) }
 //! ```
 
-#[cfg(any(feature = "files", feature = "postgres"))]
+#[cfg(any(feature = "jsonl", feature = "parquet", feature = "postgres"))]
 pub mod destinations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(any(feature = "files", feature = "postgres"))]
+#[cfg(any(
+    feature = "jsonl",
+    feature = "csv",
+    feature = "parquet",
+    feature = "postgres"
+))]
 pub mod sources;
 
-#[cfg(feature = "files")]
-pub use destinations::{
-    JsonlDestination, JsonlDestinationConfig, ParquetCompression, ParquetDestination,
-    ParquetDestinationConfig,
-};
-#[cfg(feature = "files")]
-pub use sources::{
-    ColumnConfig, ColumnType, CsvSource, CsvSourceConfig, JsonlSource, JsonlSourceConfig,
-    ParquetSource, ParquetSourceConfig,
-};
+#[cfg(feature = "jsonl")]
+pub use destinations::{JsonlDestination, JsonlDestinationConfig};
+#[cfg(feature = "parquet")]
+pub use destinations::{ParquetCompression, ParquetDestination, ParquetDestinationConfig};
+#[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
+pub use sources::{ColumnConfig, ColumnType};
+#[cfg(feature = "csv")]
+pub use sources::{CsvSource, CsvSourceConfig};
+#[cfg(feature = "jsonl")]
+pub use sources::{JsonlSource, JsonlSourceConfig};
+#[cfg(feature = "parquet")]
+pub use sources::{ParquetSource, ParquetSourceConfig};
 
 #[cfg(feature = "postgres")]
 pub use destinations::{PostgresDestination, PostgresDestinationConfig};

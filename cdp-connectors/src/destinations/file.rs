@@ -17,22 +17,28 @@ pub trait LandingFormat: std::fmt::Debug + Send + Sync + 'static + sealed::Seale
 
 mod sealed {
     pub trait Sealed {}
+    #[cfg(feature = "jsonl")]
     impl Sealed for super::Jsonl {}
+    #[cfg(feature = "parquet")]
     impl Sealed for super::Parquet {}
 }
 
 /// Newline-delimited JSON files; see [`JsonlDestination`](super::JsonlDestination).
+#[cfg(feature = "jsonl")]
 #[derive(Debug, Clone, Copy)]
 pub struct Jsonl;
 
+#[cfg(feature = "jsonl")]
 impl LandingFormat for Jsonl {
     const CONNECTOR: &'static str = "jsonl";
 }
 
 /// Parquet files; see [`ParquetDestination`](super::ParquetDestination).
+#[cfg(feature = "parquet")]
 #[derive(Debug, Clone, Copy)]
 pub struct Parquet;
 
+#[cfg(feature = "parquet")]
 impl LandingFormat for Parquet {
     const CONNECTOR: &'static str = "parquet";
 }

@@ -10,13 +10,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "jsonl")]
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, RecordBatch, make_array};
 use arrow::compute::kernels::boolean::or_kleene;
 use arrow::compute::kernels::cmp::eq;
 use arrow::compute::{cast, filter_record_batch, is_null};
-use arrow::datatypes::{DataType, Date32Type, Schema, SchemaRef};
+#[cfg(feature = "jsonl")]
+use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Date32Type, SchemaRef};
 use cdp_core::{Batch, Error, OpenContext, Result, StreamSpec};
 use chrono::{DateTime, NaiveDate};
 
@@ -97,6 +100,9 @@ impl Landing {
         }
     }
 
+    /// Replaces the format chosen at construction (Parquet's compression is a builder
+    /// option).
+    #[cfg(feature = "parquet")]
     pub(crate) fn set_format(&mut self, format: Box<dyn FileFormat>) {
         self.format = format;
     }
@@ -421,6 +427,7 @@ fn retype(array: &ArrayRef, data_type: DataType) -> Result<ArrayRef> {
 
 /// Renames UTC zones (`UTC`, `Etc/UTC`, `Z`) of top-level timestamp columns to `+00:00`:
 /// the same instants, but a zone arrow can format without the chrono-tz database.
+#[cfg(feature = "jsonl")]
 pub(crate) fn offset_utc_zones(batch: &RecordBatch) -> Result<RecordBatch> {
     let named_utc = |tz: &str| matches!(tz, "UTC" | "Etc/UTC" | "Z" | "utc");
     let needs = batch
@@ -452,6 +459,7 @@ pub(crate) fn offset_utc_zones(batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 /// UTC spelled as an offset.
+#[cfg(feature = "jsonl")]
 const UTC_OFFSET: &str = "+00:00";
 
 fn days_since_epoch(date: NaiveDate) -> i32 {

@@ -1,5 +1,6 @@
 //! Destinations: PostgreSQL tables (feature `postgres`), and landing zones of JSONL and
-//! Parquet files partitioned by stream and day (feature `files`).
+//! Parquet files partitioned by stream and day (features `jsonl` and `parquet`, both in
+//! `files`).
 //!
 //! Landing-zone layout: `{root}/{stream}/dt=YYYY-MM-DD/part-{pipeline}-{epoch:010}-{seq:05}.{jsonl|parquet}`.
 //! The day is the batch's sync day (UTC), or the day of a timestamp/date column
@@ -10,37 +11,41 @@
 //! `_cdp_dead_letters` is written like any other, so a JSONL destination can serve as the
 //! dead-letter path.
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 pub mod file;
-#[cfg(feature = "files")]
+#[cfg(feature = "jsonl")]
 pub mod jsonl;
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 mod landing;
-#[cfg(feature = "files")]
+#[cfg(feature = "parquet")]
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
-#[cfg(feature = "files")]
-pub use file::{Jsonl, LandingDestination, LandingFormat, Parquet};
-#[cfg(feature = "files")]
+#[cfg(feature = "jsonl")]
+pub use file::Jsonl;
+#[cfg(feature = "parquet")]
+pub use file::Parquet;
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
+pub use file::{LandingDestination, LandingFormat};
+#[cfg(feature = "jsonl")]
 pub use jsonl::{JsonlDestination, JsonlDestinationConfig};
-#[cfg(feature = "files")]
+#[cfg(feature = "parquet")]
 pub use parquet::{ParquetCompression, ParquetDestination, ParquetDestinationConfig};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresDestination, PostgresDestinationConfig};
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 use std::path::{Path, PathBuf};
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 use std::sync::Mutex;
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 use cdp_core::{Error, Result};
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 use landing::Landing;
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 /// Default cap on one file's size before a new one is started: 256 MiB.
 pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -48,7 +53,7 @@ pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 ///
 /// The state sits in a mutex only because `Destination` must be `Sync` and Parquet writers
 /// are not; it is never locked concurrently (every method takes `&mut self`).
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 #[derive(Debug)]
 pub(crate) struct Blocking {
     connector: &'static str,
@@ -56,7 +61,7 @@ pub(crate) struct Blocking {
     landing: Option<Mutex<Landing>>,
 }
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 impl Blocking {
     pub(crate) fn new(connector: &'static str, landing: Landing) -> Self {
         Blocking {
@@ -101,7 +106,7 @@ impl Blocking {
     }
 }
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
 fn lost(connector: &str) -> Error {
     Error::external(
         connector,

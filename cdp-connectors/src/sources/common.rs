@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use cdp_core::{
-    Batch, Catalog, Checkpoint, DeadLetter, Error, ReadRequest, Result, SourceEvent,
-    SourceEventStream, StreamSpec, SyncMode,
+    Batch, Catalog, Checkpoint, Error, ReadRequest, Result, SourceEvent, SourceEventStream,
+    StreamSpec, SyncMode,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -272,7 +272,9 @@ impl Emitter {
         self.send(SourceEvent::Checkpoint(checkpoint))
     }
 
-    pub(crate) fn dead_letter(&self, letter: DeadLetter) -> Result<()> {
+    /// Only the byte-offset formats find records they cannot decode one by one.
+    #[cfg(any(feature = "jsonl", feature = "csv"))]
+    pub(crate) fn dead_letter(&self, letter: cdp_core::DeadLetter) -> Result<()> {
         self.send(SourceEvent::DeadLetter(letter))
     }
 }

@@ -1,4 +1,5 @@
-//! Sources: JSONL, CSV and Parquet files (feature `files`), PostgreSQL (feature `postgres`).
+//! Sources: JSONL, CSV and Parquet files (features `jsonl`, `csv`, `parquet`; `files` for
+//! all three), PostgreSQL (feature `postgres`).
 //!
 //! File sources:
 //!
@@ -8,31 +9,31 @@
 //! `batch_size` rows and each is followed by a checkpoint covering exactly what was emitted
 //! so far, dead letters included.
 
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod common;
-#[cfg(feature = "files")]
+#[cfg(feature = "csv")]
 pub mod csv;
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "csv"))]
 mod engine;
-#[cfg(feature = "files")]
+#[cfg(feature = "jsonl")]
 pub mod jsonl;
-#[cfg(feature = "files")]
+#[cfg(feature = "parquet")]
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod schema;
 
-#[cfg(feature = "files")]
+#[cfg(feature = "csv")]
 pub use csv::{CsvSource, CsvSourceConfig};
-#[cfg(feature = "files")]
+#[cfg(feature = "jsonl")]
 pub use jsonl::{JsonlSource, JsonlSourceConfig};
-#[cfg(feature = "files")]
+#[cfg(feature = "parquet")]
 pub use parquet::{ParquetSource, ParquetSourceConfig};
 #[cfg(feature = "postgres")]
 pub use postgres::{
     FullRefreshDeletes, PostgresColumn, PostgresSource, PostgresSourceConfig, PostgresStreamConfig,
     PostgresTable,
 };
-#[cfg(feature = "files")]
+#[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 pub use schema::{ColumnConfig, ColumnType};
