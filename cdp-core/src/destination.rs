@@ -73,13 +73,16 @@ pub struct OpenContext {
 ///     }
 /// }
 /// ```
+///
+/// A destination need only be `Send`, not `Sync`: the runtime drives each one from a single
+/// task, and every async method takes `&mut self`.
 #[async_trait]
-pub trait Destination: std::fmt::Debug + Send + Sync {
+pub trait Destination: std::fmt::Debug + Send {
     /// Instance name, used in metrics, errors and governance decisions.
     fn name(&self) -> &str;
 
     /// Checks that the destination is reachable and writable. Defaults to `Ok`.
-    async fn check(&self) -> Result<()> {
+    async fn check(&mut self) -> Result<()> {
         Ok(())
     }
 
@@ -119,7 +122,7 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
         (**self).name()
     }
 
-    async fn check(&self) -> Result<()> {
+    async fn check(&mut self) -> Result<()> {
         (**self).check().await
     }
 

@@ -51,6 +51,38 @@ pub enum Error {
     #[error("state store: {0}")]
     State(String),
 
+    /// A committed cursor is not one the source can resume from (another source's state,
+    /// a hand-edited state file, a format from another version).
+    #[error("cursor of stream `{stream}`: {message}")]
+    Cursor {
+        /// The stream whose cursor was refused.
+        stream: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+
+    /// A pipeline component's task ended without reporting an error of its own: it
+    /// panicked, or stopped while the pipeline still needed it.
+    #[error("{component} {}", crash_reason(.panic.as_deref()))]
+    Crashed {
+        /// The component (`destination <name>`).
+        component: String,
+        /// The panic message, when it panicked.
+        panic: Option<String>,
+    },
+
+    /// The dead-letter destination refused dead letters; nothing was committed, since
+    /// committing would lose them.
+    #[error(
+        "the dead-letter destination `{destination}` refused {count} dead letters; nothing was committed"
+    )]
+    DeadLettersRefused {
+        /// The dead-letter destination.
+        destination: String,
+        /// How many it refused.
+        count: usize,
+    },
+
     /// A connector or plug-in failed; `retryable` is its own judgement.
     #[error("{connector}: {source}")]
     External {
@@ -70,8 +102,8 @@ pub enum Error {
     Pipeline {
         /// The pipeline id.
         pipeline: String,
-        /// The stage that failed (`source`, `transform <name>`, `destination <name>`, ...).
-        stage: String,
+        /// The stage that failed.
+        stage: Stage,
         /// The underlying error.
         #[source]
         source: Box<Error>,
@@ -94,7 +126,74 @@ pub enum Error {
     Cancelled,
 }
 
+fn crash_reason(panic: Option<&str>) -> String {
+    match panic {
+        Some(message) => format!("panicked: {message}"),
+        None => "stopped unexpectedly".to_string(),
+    }
+}
+
+/// Where in a pipeline run an [`Error::Pipeline`] happened.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Loading or committing the pipeline's state.
+    StateStore,
+    /// Discovering or reading the source.
+    Source,
+    /// A pipeline transform, by name.
+    Transform(String),
+    /// Identity resolution (resolving a batch or flushing the identity state).
+    Identity,
+    /// Stamping the system columns.
+    Stamp,
+    /// Coalescing micro-batches.
+    MicroBatch,
+    /// A flow check (policy, contract) on a stream's way to a destination.
+    FlowCheck,
+    /// A destination (prepare, write, flush), by name.
+    Destination(String),
+    /// A destination's own transforms, by destination name.
+    DestinationTransforms(String),
+    /// Publishing a committed epoch at a destination, by name.
+    DestinationCommit(String),
+    /// Closing the destinations at the end of the run.
+    DestinationClose,
+    /// Turning dead letters into a batch.
+    DeadLetters,
+    /// The dead-letter destination, by name.
+    DeadLetterDestination(String),
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stage::StateStore => f.write_str("state store"),
+            Stage::Source => f.write_str("source"),
+            Stage::Transform(name) => write!(f, "transform {name}"),
+            Stage::Identity => f.write_str("identity"),
+            Stage::Stamp => f.write_str("stamp"),
+            Stage::MicroBatch => f.write_str("micro-batch"),
+            Stage::FlowCheck => f.write_str("flow check"),
+            Stage::Destination(name) => write!(f, "destination {name}"),
+            Stage::DestinationTransforms(name) => write!(f, "destination {name} transforms"),
+            Stage::DestinationCommit(name) => write!(f, "destination {name} commit"),
+            Stage::DestinationClose => f.write_str("destination close"),
+            Stage::DeadLetters => f.write_str("dead letters"),
+            Stage::DeadLetterDestination(name) => write!(f, "dead-letter destination {name}"),
+        }
+    }
+}
+
 impl Error {
+    /// The stage a pipeline run stopped in, if this is an [`Error::Pipeline`].
+    pub fn stage(&self) -> Option<&Stage> {
+        match self {
+            Error::Pipeline { stage, .. } => Some(stage),
+            _ => None,
+        }
+    }
+
     /// Wraps a connector error that is not worth retrying (bad credentials, bad request).
     pub fn external(connector: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::External {

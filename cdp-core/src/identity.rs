@@ -1,10 +1,13 @@
 //! The [`IdentityResolver`] trait: stamps `_cdp_profile_id` on every row.
 
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::record::Batch;
+use crate::record::{Batch, PROFILE_ID_COLUMN};
 
 /// What kind of identity change happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,8 +64,8 @@ pub struct ResolvedBatch {
 /// ```
 /// use std::sync::Arc;
 /// use arrow::array::ArrayRef;
-/// use arrow::datatypes::Field;
-/// use cdp_core::{Batch, Error, IdentityResolver, ResolvedBatch, Result, PROFILE_ID_COLUMN};
+/// use arrow::datatypes::DataType;
+/// use cdp_core::{Batch, Error, IdentityResolver, ResolvedBatch, Result};
 ///
 /// #[derive(Debug)]
 /// struct ByUserId;
@@ -70,14 +73,14 @@ pub struct ResolvedBatch {
 /// #[async_trait::async_trait]
 /// impl IdentityResolver for ByUserId {
 ///     async fn resolve(&self, batch: Batch) -> Result<ResolvedBatch> {
-///         let ids: ArrayRef = batch.data.column_by_name("user_id").cloned().ok_or_else(|| {
+///         let ids = batch.data.column_by_name("user_id").ok_or_else(|| {
 ///             Error::Schema { stream: batch.stream.to_string(), message: "no user_id".into() }
 ///         })?;
-///         let mut fields = batch.data.schema().fields().to_vec();
-///         fields.push(Arc::new(Field::new(PROFILE_ID_COLUMN, ids.data_type().clone(), true)));
+///         // The profile id is text, as `output_schema` declares by default.
+///         let ids: ArrayRef = arrow::compute::cast(ids, &DataType::Utf8)?;
+///         let schema = self.output_schema(&batch.data.schema())?;
 ///         let mut columns = batch.data.columns().to_vec();
 ///         columns.push(ids);
-///         let schema = Arc::new(arrow::datatypes::Schema::new(fields));
 ///         let data = arrow::array::RecordBatch::try_new(schema, columns)?;
 ///         Ok(ResolvedBatch { batch: Batch { data, ..batch }, events: Vec::new() })
 ///     }
@@ -85,11 +88,35 @@ pub struct ResolvedBatch {
 /// ```
 #[async_trait]
 pub trait IdentityResolver: std::fmt::Debug + Send + Sync {
-    /// Resolves one batch.
+    /// Resolves one batch. The resolved batch has the schema
+    /// [`output_schema`](Self::output_schema) gives for the input's; the runtime checks it.
     async fn resolve(&self, batch: Batch) -> Result<ResolvedBatch>;
+
+    /// The schema of a resolved batch whose input had schema `input`: what the flow checks
+    /// see before any data moves. Defaults to [`with_profile_id`].
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        Ok(with_profile_id(input))
+    }
 
     /// Makes the identity state durable (called at each barrier). Defaults to `Ok`.
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// `schema` with [`PROFILE_ID_COLUMN`] (nullable text) as its last column, replacing one
+/// already there; the schema's metadata is kept.
+pub fn with_profile_id(schema: &Schema) -> SchemaRef {
+    let mut fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != PROFILE_ID_COLUMN)
+        .cloned()
+        .collect();
+    fields.push(Arc::new(Field::new(
+        PROFILE_ID_COLUMN,
+        DataType::Utf8,
+        true,
+    )));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }

@@ -62,7 +62,7 @@ pub use catalog::{Catalog, StreamSpec, SyncMode};
 pub use checkpoint::SqliteStateStore;
 pub use checkpoint::{MemoryStateStore, StateStore};
 pub use destination::{Destination, OpenContext, RejectedRow, WriteOutcome};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, Stage};
 pub use event::{Checkpoint, DEAD_LETTER_STREAM, DeadLetter, PipelineState, SourceEvent};
 pub use flow::{Flow, FlowCheck};
 pub use identifier::{Identifier, Normaliser, Vocabulary};

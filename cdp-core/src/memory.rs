@@ -56,10 +56,9 @@ impl Source for MemorySource {
     fn read(&self, request: ReadRequest) -> Result<SourceEventStream> {
         let start = match request.state.cursor(&self.stream) {
             None => 0,
-            Some(cursor) => cursor.as_u64().ok_or_else(|| {
-                Error::State(format!(
-                    "memory source cursor must be a number, got {cursor}"
-                ))
+            Some(cursor) => cursor.as_u64().ok_or_else(|| Error::Cursor {
+                stream: self.stream.clone(),
+                message: format!("a memory source cursor is a batch number, got {cursor}"),
             })? as usize,
         };
         let stream = self.stream.clone();

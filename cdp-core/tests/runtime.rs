@@ -14,4 +14,5 @@ mod runtime {
     mod flow;
     mod micro_batch;
     mod retry;
+    mod stages;
 }

@@ -13,7 +13,7 @@ use arrow::array::{
     StringViewArray,
 };
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use async_trait::async_trait;
 use cdp_core::path::FieldPath;
 use cdp_core::{Batch, IdentityEvent, IdentityEventKind, PROFILE_ID_COLUMN, ResolvedBatch};
@@ -757,22 +757,18 @@ fn json_values(array: &ArrayRef, nulls: Option<&NullBuffer>) -> Vec<Option<serde
 
 fn with_profile_column(data: &RecordBatch, ids: ArrayRef) -> Result<RecordBatch> {
     let schema = data.schema();
-    let mut fields = Vec::with_capacity(schema.fields().len() + 1);
-    let mut columns = Vec::with_capacity(fields.capacity());
-    for (f, c) in schema.fields().iter().zip(data.columns()) {
-        if f.name() != PROFILE_ID_COLUMN {
-            fields.push(f.clone());
-            columns.push(c.clone());
-        }
-    }
-    fields.push(Arc::new(Field::new(
-        PROFILE_ID_COLUMN,
-        DataType::Utf8,
-        true,
-    )));
+    let mut columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(data.columns())
+        .filter(|(f, _)| f.name() != PROFILE_ID_COLUMN)
+        .map(|(_, c)| c.clone())
+        .collect();
     columns.push(ids);
-    let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
-    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+    Ok(RecordBatch::try_new(
+        cdp_core::identity::with_profile_id(&schema),
+        columns,
+    )?)
 }
 
 #[async_trait]

@@ -99,7 +99,7 @@ impl<F: LandingFormat> Destination for LandingDestination<F> {
         &self.name
     }
 
-    async fn check(&self) -> Result<()> {
+    async fn check(&mut self) -> Result<()> {
         let root = self.inner.root().to_path_buf();
         tokio::task::spawn_blocking(move || super::landing::check_root(&root))
             .await

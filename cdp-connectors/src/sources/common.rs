@@ -195,11 +195,11 @@ impl FileCursor {
         }
         match request.state.cursor(stream) {
             None | Some(serde_json::Value::Null) => Ok(FileCursor::default()),
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
-                Error::State(format!(
-                    "cursor of stream `{stream}` is not a file cursor \
-                     (expected {{\"files\": {{\"name\": position}}}}): {e}"
-                ))
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| Error::Cursor {
+                stream: stream.to_string(),
+                message: format!(
+                    "not a file cursor (expected {{\"files\": {{\"name\": position}}}}): {e}"
+                ),
             }),
         }
     }

@@ -20,20 +20,23 @@ mod router;
 mod stats;
 mod worker;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::SyncMode;
 use crate::checkpoint::{MemoryStateStore, StateStore};
 use crate::destination::Destination;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::flow::FlowCheck;
 use crate::identity::IdentityResolver;
 use crate::retry::RetryPolicy;
 use crate::source::Source;
 use crate::transform::Transform;
 
+use router::AtStage;
 use stats::LiveStats;
 pub use stats::{DestinationStats, RunReport, RunStatus, StreamStats};
 
@@ -79,6 +82,7 @@ pub struct PipelineBuilder {
     commit_every_rows: usize,
     retry: RetryPolicy,
     streams: Vec<String>,
+    sync_mode: Option<SyncMode>,
     cancel_grace: Duration,
 }
 
@@ -187,6 +191,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// Asks the source for this sync mode (say, [`SyncMode::FullRefresh`] for a backfill
+    /// after a schema change); streams that do not support it use their default. Default:
+    /// each stream's default mode.
+    pub fn sync_mode(mut self, mode: SyncMode) -> Self {
+        self.sync_mode = Some(mode);
+        self
+    }
+
     /// On cancellation, how long to wait for the source to reach its next checkpoint so the
     /// rows already read can be committed. Default 10 s.
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
@@ -240,6 +252,7 @@ impl PipelineBuilder {
             commit_every_rows: self.commit_every_rows,
             retry: self.retry,
             streams: self.streams,
+            sync_mode: self.sync_mode,
             cancel_grace: self.cancel_grace,
             cancel: CancellationToken::new(),
             stats,
@@ -263,6 +276,7 @@ pub struct Pipeline {
     commit_every_rows: usize,
     retry: RetryPolicy,
     streams: Vec<String>,
+    sync_mode: Option<SyncMode>,
     cancel_grace: Duration,
     cancel: CancellationToken,
     stats: Arc<LiveStats>,
@@ -305,6 +319,7 @@ impl Pipeline {
             commit_every_rows: 250_000,
             retry: RetryPolicy::default(),
             streams: Vec::new(),
+            sync_mode: None,
             cancel_grace: Duration::from_secs(10),
         }
     }
@@ -328,32 +343,37 @@ impl Pipeline {
     /// deploy time or in CI (`run` does the same checks before it opens anything).
     ///
     /// Returns the discovered catalog.
-    pub async fn validate(&self) -> Result<crate::catalog::Catalog> {
-        let fail = |stage: String, e: Error| Error::Pipeline {
-            pipeline: self.id.clone(),
-            stage,
-            source: Box::new(e),
-        };
-        let catalog = self
-            .source
-            .discover()
-            .await
-            .map_err(|e| fail("source".into(), e))?;
+    pub fn validate(&self) -> impl Future<Output = Result<crate::catalog::Catalog>> + Send + '_ {
+        // Destinations need not be `Sync`: take what the checks need from them up front, so
+        // the future borrows only `Sync` parts of the pipeline.
         let flows: Vec<(String, Transforms)> = self
             .destinations
             .iter()
             .map(|(d, t)| (d.name().to_string(), t.clone()))
             .collect();
-        let plan = router::FlowPlan {
-            pipeline_id: &self.id,
-            transforms: &self.transforms,
-            has_identity: self.identity.is_some(),
-            flows: &flows,
-            checks: &self.checks,
-        };
-        plan.check_catalog(&catalog)
-            .map_err(|(stage, e)| fail(stage, e))?;
-        Ok(catalog)
+        let (id, source, transforms, identity, checks) = (
+            &self.id,
+            &self.source,
+            &self.transforms,
+            &self.identity,
+            &self.checks,
+        );
+        async move {
+            let catalog = source
+                .discover()
+                .await
+                .at(|| Stage::Source)
+                .map_err(|e| e.into_error(id))?;
+            let plan = router::FlowPlan {
+                pipeline_id: id,
+                transforms,
+                identity: identity.as_deref(),
+                flows: &flows,
+                checks,
+            };
+            plan.check_catalog(&catalog).map_err(|e| e.into_error(id))?;
+            Ok(catalog)
+        }
     }
 
     /// Runs the pipeline to the end (or until cancelled) and returns its report.

@@ -15,7 +15,7 @@ use super::worker::{Worker, WorkerMsg};
 use super::{Pipeline, RunMode, RunStatus};
 use crate::catalog::{Catalog, StreamSpec};
 use crate::destination::OpenContext;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::event::{DeadLetter, PipelineState, SourceEvent};
 use crate::record::Batch;
 use crate::source::ReadRequest;
@@ -49,18 +49,16 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         cancel_grace,
         cancel,
         stats,
+        sync_mode,
     } = pipeline;
-    let fail = |stage: &str, e: Error| Error::Pipeline {
-        pipeline: id.clone(),
-        stage: stage.to_string(),
-        source: Box::new(e),
-    };
+    let fail = |e: StageError| e.into_error(&id);
 
     let committed = retry
         .retry("load state", async || state_store.load(&id).await)
         .await
-        .map_err(|e| fail("state store", e))?;
-    let catalog = source.discover().await.map_err(|e| fail("source", e))?;
+        .at(|| Stage::StateStore)
+        .map_err(fail)?;
+    let catalog = source.discover().await.at(|| Stage::Source).map_err(fail)?;
     tracing::info!(
         epoch = committed.epoch,
         streams = catalog.streams.len(),
@@ -85,6 +83,7 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         pipeline_id: id.clone(),
         catalog,
         prepared: HashMap::new(),
+        resolved_schemas: HashMap::new(),
         pending_dead: Vec::new(),
         buffers: Vec::new(),
         committed: committed.clone(),
@@ -99,9 +98,7 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         source_name: source.name().to_string(),
     };
     // Policy first: nothing is opened, read or written if a declared flow is refused.
-    router
-        .check_declared_flows()
-        .map_err(|(stage, e)| fail(&stage, e))?;
+    router.check_declared_flows().map_err(fail)?;
 
     let workers: Vec<Worker> = destinations
         .into_iter()
@@ -125,9 +122,9 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
     let request = ReadRequest {
         state: committed,
         streams,
-        sync_mode: None,
+        sync_mode,
     };
-    let events = source.read(request).map_err(|e| fail("source", e))?;
+    let events = source.read(request).at(|| Stage::Source).map_err(fail)?;
     let (tx, rx) = mpsc::channel::<Feed>(channel_capacity);
     let source_task = tokio::spawn(pump(events, tx, cancel.clone(), cancel_grace));
 
@@ -139,12 +136,13 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         Ok(status) => {
             all.close()
                 .await
-                .map_err(|e| fail("destination close", e))?;
+                .at(|| Stage::DestinationClose)
+                .map_err(fail)?;
             Ok(status)
         }
-        Err((stage, e)) => {
+        Err(e) => {
             all.abort();
-            Err(fail(&stage, e))
+            Err(fail(e))
         }
     }
 }
@@ -229,7 +227,36 @@ impl Workers {
     }
 }
 
-pub(super) type StageError = (String, Error);
+/// An error and the stage of the run it happened in; becomes an [`Error::Pipeline`].
+#[derive(Debug)]
+pub(super) struct StageError {
+    stage: Stage,
+    error: Error,
+}
+
+impl StageError {
+    pub(super) fn into_error(self, pipeline: &str) -> Error {
+        Error::Pipeline {
+            pipeline: pipeline.to_string(),
+            stage: self.stage,
+            source: Box::new(self.error),
+        }
+    }
+}
+
+/// Names the stage of a failed step: `step.await.at(|| Stage::Identity)?`.
+pub(super) trait AtStage<T> {
+    fn at(self, stage: impl FnOnce() -> Stage) -> Result<T, StageError>;
+}
+
+impl<T> AtStage<T> for Result<T> {
+    fn at(self, stage: impl FnOnce() -> Stage) -> Result<T, StageError> {
+        self.map_err(|error| StageError {
+            stage: stage(),
+            error,
+        })
+    }
+}
 
 struct Router {
     stats: Arc<LiveStats>,
@@ -242,6 +269,8 @@ struct Router {
     catalog: Catalog,
     /// The stamped schema each destination was last prepared with, per stream.
     prepared: HashMap<Arc<str>, SchemaRef>,
+    /// Per stream, the last schema given to the identity resolver and the one it declared.
+    resolved_schemas: HashMap<Arc<str>, (SchemaRef, SchemaRef)>,
     pending_dead: Vec<DeadLetter>,
     /// Micro-batch mode: stamped batches waiting to be coalesced, in arrival order.
     buffers: Vec<Batch>,
@@ -293,7 +322,7 @@ impl Router {
                     self.barrier(workers, store, id, retry).await?;
                     return Ok(RunStatus::Completed);
                 }
-                Some(Feed::Failed(e)) => return Err(("source".into(), e)),
+                Some(Feed::Failed(e)) => return Err(e).at(|| Stage::Source),
                 Some(Feed::Cancelled { aligned }) => {
                     if aligned {
                         self.barrier(workers, store, id, retry).await?;
@@ -399,7 +428,7 @@ impl Router {
             let transform = &self.transforms[index];
             let output = transform
                 .apply(batch)
-                .map_err(|e| (format!("transform {}", transform.name()), e))?;
+                .at(|| Stage::Transform(transform.name().to_string()))?;
             for letter in output.dead_letters {
                 self.dead_letter(letter);
             }
@@ -412,16 +441,36 @@ impl Router {
             }
         }
         if let Some(resolver) = &self.identity {
-            let resolved = resolver
-                .resolve(batch)
-                .await
-                .map_err(|e| ("identity".to_string(), e))?;
+            let input = batch.data.schema();
+            let stream = batch.stream.clone();
+            let resolved = resolver.resolve(batch).await.at(|| Stage::Identity)?;
             for event in &resolved.events {
                 self.stats.identity_event(event.kind);
             }
+            // The flow checks ran on the schema the resolver declares: hold it to that.
+            let declared = match self.resolved_schemas.get(&stream) {
+                Some((seen, declared)) if *seen == input => declared.clone(),
+                _ => {
+                    let declared = resolver.output_schema(&input).at(|| Stage::Identity)?;
+                    self.resolved_schemas
+                        .insert(stream.clone(), (input, declared.clone()));
+                    declared
+                }
+            };
+            if resolved.batch.data.schema().fields() != declared.fields() {
+                return Err(Error::Schema {
+                    stream: stream.to_string(),
+                    message: format!(
+                        "the identity resolver returned {:?} but its output_schema declares {:?}",
+                        resolved.batch.data.schema().fields(),
+                        declared.fields()
+                    ),
+                })
+                .at(|| Stage::Identity);
+            }
             batch = resolved.batch;
         }
-        let batch = batch.stamp().map_err(|e| ("stamp".to_string(), e))?;
+        let batch = batch.stamp().at(|| Stage::Stamp)?;
         self.mark_pending(batch.num_rows());
         match self.mode {
             RunMode::MicroBatch { max_rows, .. } => {
@@ -458,7 +507,8 @@ impl Router {
             } else {
                 let parts: Vec<_> = group.iter().map(|b| b.data.clone()).collect();
                 arrow::compute::concat_batches(&first.data.schema(), &parts)
-                    .map_err(|e| ("micro-batch".to_string(), e.into()))?
+                    .map_err(Error::from)
+                    .at(|| Stage::MicroBatch)?
             };
             self.send(Batch { data, ..first }, workers).await?;
         }
@@ -479,7 +529,7 @@ impl Router {
                 worker
                     .send(WorkerMsg::Prepare(spec.clone()))
                     .await
-                    .map_err(|e| (format!("destination {}", worker.name), e))?;
+                    .at(|| Stage::Destination(worker.name.clone()))?;
             }
             self.prepared.insert(batch.stream.clone(), schema);
         }
@@ -488,7 +538,7 @@ impl Router {
             worker
                 .send(WorkerMsg::Write(batch.clone()))
                 .await
-                .map_err(|e| (format!("destination {}", worker.name), e))?;
+                .at(|| Stage::Destination(worker.name.clone()))?;
         }
         Ok(())
     }
@@ -497,7 +547,7 @@ impl Router {
         FlowPlan {
             pipeline_id: &self.pipeline_id,
             transforms: &self.transforms,
-            has_identity: self.identity.is_some(),
+            identity: self.identity.as_deref(),
             flows: &self.flows,
             checks: &self.checks,
         }
@@ -540,44 +590,39 @@ impl Router {
             let refused = worker
                 .flush(epoch)
                 .await
-                .map_err(|e| (format!("destination {}", worker.name), e))?;
+                .at(|| Stage::Destination(worker.name.clone()))?;
             for letter in refused {
                 self.dead_letter(letter);
             }
         }
         if let Some(resolver) = &self.identity {
-            resolver
-                .flush()
-                .await
-                .map_err(|e| ("identity".to_string(), e))?;
+            resolver.flush().await.at(|| Stage::Identity)?;
         }
         let dead = std::mem::take(&mut self.pending_dead);
         if let Some(dlq) = workers.dlq.as_mut() {
             let name = dlq.name.clone();
-            let stage = |e| (format!("dead-letter destination {name}"), e);
+            let stage = || Stage::DeadLetterDestination(name.clone());
             if !dead.is_empty() {
                 let batch = DeadLetter::to_batch(&dead, &self.source_name)
                     .and_then(Batch::stamp)
-                    .map_err(|e| ("dead letters".to_string(), e))?;
+                    .at(|| Stage::DeadLetters)?;
                 if self.prepared.get(&batch.stream) != Some(&batch.data.schema()) {
                     let spec = StreamSpec::new(batch.stream.to_string(), batch.data.schema());
-                    dlq.send(WorkerMsg::Prepare(spec)).await.map_err(stage)?;
+                    dlq.send(WorkerMsg::Prepare(spec)).await.at(stage)?;
                     self.prepared
                         .insert(batch.stream.clone(), batch.data.schema());
                 }
                 dlq.send(WorkerMsg::Write(Arc::new(batch)))
                     .await
-                    .map_err(stage)?;
+                    .at(stage)?;
             }
-            let refused = dlq.flush(epoch).await.map_err(stage)?;
+            let refused = dlq.flush(epoch).await.at(stage)?;
             if !refused.is_empty() {
-                return Err((
-                    format!("dead-letter destination {name}"),
-                    Error::State(format!(
-                        "the dead-letter destination refused {} records; nothing was committed",
-                        refused.len()
-                    )),
-                ));
+                return Err(Error::DeadLettersRefused {
+                    destination: name.clone(),
+                    count: refused.len(),
+                })
+                .at(stage);
             }
         }
         let mut state = self
@@ -588,7 +633,7 @@ impl Router {
         retry
             .retry("commit state", async || store.commit(id, &state).await)
             .await
-            .map_err(|e| ("state store".to_string(), e))?;
+            .at(|| Stage::StateStore)?;
         self.committed = state;
         self.stats.committed(epoch);
         tracing::debug!(epoch, rows = self.pending_rows, "committed");
@@ -599,7 +644,7 @@ impl Router {
             worker
                 .commit(epoch)
                 .await
-                .map_err(|e| (format!("destination {name} commit"), e))?;
+                .at(|| Stage::DestinationCommit(name))?;
         }
         Ok(())
     }
@@ -617,7 +662,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 pub(super) struct FlowPlan<'a> {
     pub(super) pipeline_id: &'a str,
     pub(super) transforms: &'a [Box<dyn crate::transform::Transform>],
-    pub(super) has_identity: bool,
+    pub(super) identity: Option<&'a dyn crate::identity::IdentityResolver>,
     pub(super) flows: &'a [(String, super::Transforms)],
     pub(super) checks: &'a [Arc<dyn crate::flow::FlowCheck>],
 }
@@ -634,19 +679,12 @@ impl FlowPlan<'_> {
             for transform in self.transforms {
                 schema = transform
                     .output_schema(&schema)
-                    .map_err(|e| (format!("transform {}", transform.name()), e))?;
+                    .at(|| Stage::Transform(transform.name().to_string()))?;
             }
-            if self.has_identity {
-                let mut fields = schema.fields().to_vec();
-                fields.push(Arc::new(arrow::datatypes::Field::new(
-                    crate::record::PROFILE_ID_COLUMN,
-                    arrow::datatypes::DataType::Utf8,
-                    true,
-                )));
-                schema = Arc::new(arrow::datatypes::Schema::new(fields));
+            if let Some(resolver) = self.identity {
+                schema = resolver.output_schema(&schema).at(|| Stage::Identity)?;
             }
-            let stamped =
-                crate::record::stamped_schema(&schema).map_err(|e| ("stamp".to_string(), e))?;
+            let stamped = crate::record::stamped_schema(&schema).at(|| Stage::Stamp)?;
             self.check_stream(&stream.name, &stamped)?;
         }
         Ok(())
@@ -656,7 +694,7 @@ impl FlowPlan<'_> {
     pub(super) fn check_stream(&self, stream: &str, stamped: &SchemaRef) -> Result<(), StageError> {
         for (destination, transforms) in self.flows {
             let schema = super::worker::output_schema(transforms, stamped.clone())
-                .map_err(|e| (format!("destination {destination} transforms"), e))?;
+                .at(|| Stage::DestinationTransforms(destination.clone()))?;
             let flow = crate::flow::Flow {
                 pipeline_id: self.pipeline_id,
                 stream,
@@ -664,9 +702,7 @@ impl FlowPlan<'_> {
                 schema: &schema,
             };
             for check in self.checks {
-                check
-                    .check(&flow)
-                    .map_err(|e| ("flow check".to_string(), e))?;
+                check.check(&flow).at(|| Stage::FlowCheck)?;
             }
         }
         Ok(())

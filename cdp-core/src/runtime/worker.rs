@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -100,31 +101,23 @@ impl Worker {
         let (tx, mut rx) = mpsc::channel::<WorkerMsg>(capacity);
         let task_name = name.clone();
         let task = tokio::spawn(async move {
-            let name = task_name;
-            let what = |op: &str| format!("{op} {name}");
-            let open = what("open");
-            let mut attempts = retry.start(&open);
-            while let Err(e) = destination.open(&ctx).await {
-                attempts.backoff(e).await?;
-            }
+            let destination = destination.as_mut();
+            let call = Retrying {
+                retry: &retry,
+                counters: &counters,
+                name: &task_name,
+            };
+            call.run("open", destination, &ctx, |d, ctx| d.open(ctx))
+                .await?;
             let mut rejected: Vec<DeadLetter> = Vec::new();
-            let prepare = what("prepare");
-            let write = what("write");
-            let flush = what("flush");
-            let commit = what("commit");
-            let stage = format!("destination {name}");
+            let stage = format!("destination {task_name}");
             while let Some(msg) = rx.recv().await {
                 match msg {
                     WorkerMsg::Prepare(mut spec) => {
                         spec.schema = output_schema(&transforms, spec.schema)?;
                         // DDL (create table, add column) fails transiently like any write.
-                        let mut attempts = retry.start(&prepare);
-                        while let Err(e) = destination.prepare(&spec).await {
-                            attempts.backoff(e).await?;
-                        }
-                        counters
-                            .retries
-                            .fetch_add(attempts.retries(), Ordering::Relaxed);
+                        call.run("prepare", destination, &spec, |d, spec| d.prepare(spec))
+                            .await?;
                     }
                     WorkerMsg::Write(batch) => {
                         let batch = match apply(&transforms, &batch, &mut rejected)? {
@@ -132,16 +125,9 @@ impl Worker {
                             None if transforms.is_empty() => batch,
                             None => continue,
                         };
-                        let mut attempts = retry.start(&write);
-                        let outcome = loop {
-                            match destination.write(&batch).await {
-                                Ok(outcome) => break outcome,
-                                Err(e) => attempts.backoff(e).await?,
-                            }
-                        };
-                        counters
-                            .retries
-                            .fetch_add(attempts.retries(), Ordering::Relaxed);
+                        let outcome = call
+                            .run("write", destination, &*batch, |d, batch| d.write(batch))
+                            .await?;
                         let refused = outcome.rejected.len() as u64;
                         counters.batches.fetch_add(1, Ordering::Relaxed);
                         counters
@@ -159,20 +145,9 @@ impl Worker {
                         }));
                     }
                     WorkerMsg::Flush(epoch, reply) => {
-                        let mut attempts = retry.start(&flush);
-                        let result = loop {
-                            match destination.flush(epoch).await {
-                                Ok(()) => break Ok(()),
-                                Err(e) => {
-                                    if let Err(e) = attempts.backoff(e).await {
-                                        break Err(e);
-                                    }
-                                }
-                            }
-                        };
-                        counters
-                            .retries
-                            .fetch_add(attempts.retries(), Ordering::Relaxed);
+                        let result = call
+                            .run("flush", destination, &epoch, |d, epoch| d.flush(*epoch))
+                            .await;
                         counters.flushes.fetch_add(1, Ordering::Relaxed);
                         let failed = result.is_err();
                         let _ = reply.send(result.map(|()| std::mem::take(&mut rejected)));
@@ -181,17 +156,9 @@ impl Worker {
                         }
                     }
                     WorkerMsg::Commit(epoch, reply) => {
-                        let mut attempts = retry.start(&commit);
-                        let result = loop {
-                            match destination.commit(epoch).await {
-                                Ok(()) => break Ok(()),
-                                Err(e) => {
-                                    if let Err(e) = attempts.backoff(e).await {
-                                        break Err(e);
-                                    }
-                                }
-                            }
-                        };
+                        let result = call
+                            .run("commit", destination, &epoch, |d, epoch| d.commit(*epoch))
+                            .await;
                         let failed = result.is_err();
                         let _ = reply.send(result);
                         if failed {
@@ -237,11 +204,11 @@ impl Worker {
 
     /// Closes the worker (the destination's `close` runs) and waits for it.
     pub(crate) async fn close(mut self) -> Result<()> {
-        drop(self.tx);
-        match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| Error::State(format!("destination {} panicked: {e}", self.name)))?,
+        let task = self.task.take();
+        let Worker { name, tx, .. } = self;
+        drop(tx);
+        match task {
+            Some(task) => task.await.map_err(|e| crashed(&name, Some(e)))?,
             None => Ok(()),
         }
     }
@@ -257,10 +224,55 @@ impl Worker {
         match self.task.take() {
             Some(task) => match task.await {
                 Ok(Err(e)) => e,
-                Ok(Ok(())) => Error::State(format!("destination {} stopped", self.name)),
-                Err(e) => Error::State(format!("destination {} panicked: {e}", self.name)),
+                Ok(Ok(())) => crashed(&self.name, None),
+                Err(e) => crashed(&self.name, Some(e)),
             },
-            None => Error::State(format!("destination {} stopped", self.name)),
+            None => crashed(&self.name, None),
         }
+    }
+}
+
+/// The error of a worker task that ended without one of its own (a panic, or a stop).
+fn crashed(destination: &str, join: Option<tokio::task::JoinError>) -> Error {
+    Error::Crashed {
+        component: format!("destination {destination}"),
+        panic: join.map(|e| e.to_string()),
+    }
+}
+
+/// Runs one destination operation under the worker's retry policy and counts its retries:
+/// the one retry loop for open, prepare, write, flush and commit.
+struct Retrying<'a> {
+    retry: &'a RetryPolicy,
+    counters: &'a DestinationCounters,
+    name: &'a str,
+}
+
+impl Retrying<'_> {
+    /// Calls `op(destination, arg)` until it succeeds, fails for good, or runs out of
+    /// attempts. `arg` is passed in (not captured) so each attempt can borrow it anew.
+    async fn run<A: ?Sized, T>(
+        &self,
+        op_name: &str,
+        destination: &mut dyn Destination,
+        arg: &A,
+        mut op: impl for<'d> FnMut(&'d mut dyn Destination, &'d A) -> BoxFuture<'d, Result<T>>,
+    ) -> Result<T> {
+        let what = format!("{op_name} {}", self.name);
+        let mut attempts = self.retry.start(&what);
+        let result = loop {
+            match op(destination, arg).await {
+                Ok(value) => break Ok(value),
+                Err(e) => {
+                    if let Err(e) = attempts.backoff(e).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        self.counters
+            .retries
+            .fetch_add(attempts.retries(), Ordering::Relaxed);
+        result
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdp_core::{Error, MemoryStateStore, Pipeline, RetryPolicy, StateStore};
+use cdp_core::{Error, MemoryStateStore, Pipeline, RetryPolicy, Stage, StateStore};
 
 use super::support::{CountingSource, Fault, ProbeDestination};
 
@@ -54,6 +54,7 @@ async fn permanent_error_stops_the_run_with_state_intact() {
         err.to_string().contains("stopped in destination api"),
         "{err}"
     );
+    assert_eq!(err.stage(), Some(&Stage::Destination("api".into())));
     let state = store.load("p").await.unwrap();
     assert_eq!(state.cursor("users"), Some(&serde_json::json!(2)));
     assert_eq!(dest.committed_ids(), (0..20).collect::<Vec<_>>());

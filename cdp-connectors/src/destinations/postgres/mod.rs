@@ -845,7 +845,7 @@ impl Destination for PostgresDestination {
         &self.name
     }
 
-    async fn check(&self) -> Result<()> {
+    async fn check(&mut self) -> Result<()> {
         let client = self.connection.connect(&self.name).await?;
         client
             .batch_execute("SELECT 1")

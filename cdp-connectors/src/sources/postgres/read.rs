@@ -122,11 +122,9 @@ pub(super) async fn run(
             .cursor(&plan.table.name)
             .map(|v| serde_json::from_value::<Cursor>(v.clone()))
             .transpose()
-            .map_err(|e| {
-                Error::State(format!(
-                    "checkpoint of stream `{}` is not a postgres cursor: {e}",
-                    plan.table.name
-                ))
+            .map_err(|e| Error::Cursor {
+                stream: plan.table.name.to_string(),
+                message: format!("not a postgres cursor: {e}"),
             })?;
         let mut reader = StreamReader::new(&config, &name, plan, &mut conn, keys.as_mut(), tx);
         let result = match mode {
