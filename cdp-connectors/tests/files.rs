@@ -11,6 +11,8 @@ mod support;
 mod conformance;
 #[path = "files/csv_source.rs"]
 mod csv_source;
+#[path = "files/destination_conformance.rs"]
+mod destination_conformance;
 #[path = "files/destinations.rs"]
 mod destinations;
 #[path = "files/jsonl_source.rs"]

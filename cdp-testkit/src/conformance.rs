@@ -1,5 +1,6 @@
-//! A conformance harness every source must pass: the contract the runtime relies on for
-//! exactly-once delivery, checked from the outside.
+//! Conformance harnesses every connector must pass: the contracts the runtime relies on for
+//! exactly-once delivery, checked from the outside. Sources here ([`check_source`]);
+//! destinations in [`destination`] ([`check_destination`]).
 //!
 //! [`check_source`] reads a source once from scratch, then resumes it from every checkpoint
 //! it emitted (or an evenly spread sample of them) and checks that:
@@ -30,6 +31,13 @@
 //! assert_eq!(report.resumes_checked, 4);
 //! # }
 //! ```
+
+pub mod destination;
+
+pub use destination::{
+    BadRow, DestinationConformance, DestinationKind, DestinationUnderTest, Publishes, VisibleRows,
+    check_destination,
+};
 
 use std::collections::HashMap;
 

@@ -7,8 +7,10 @@
 //!   linkage.
 //! - [`read`]: a source read to its end in a test, with views of its batches, checkpoints
 //!   and dead letters.
-//! - [`conformance`]: the harness every source must pass — checkpoints after everything it
-//!   emits, and a resume from any checkpoint yields exactly what came after it.
+//! - [`conformance`]: the harnesses every connector must pass — a source checkpoints after
+//!   everything it emits, and a resume from any checkpoint yields exactly what came after it;
+//!   a destination shows each committed row once across crashes, replays and schema changes,
+//!   applies or keeps tombstones, and refuses bad rows one by one.
 //! - `postgres` (feature `postgres`): the PostgreSQL test server, and a schema of its own
 //!   per test.
 
