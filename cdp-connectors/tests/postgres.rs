@@ -13,6 +13,8 @@ mod support;
 
 #[path = "postgres/destination.rs"]
 mod destination;
+#[path = "postgres/destination_conformance.rs"]
+mod destination_conformance;
 #[path = "postgres/pipeline.rs"]
 mod pipeline;
 #[path = "postgres/source.rs"]

@@ -4,7 +4,7 @@ mod config;
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field};
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
@@ -41,7 +41,8 @@ const MERGE_SINCE: u32 = 150_000;
 ///   unique `_cdp_record_hash` when it has none. A wider schema later adds the new columns
 ///   (`ALTER TABLE … ADD COLUMN`); columns are never dropped or retyped.
 /// - [`write`](Destination::write) only checks and keeps the batch (rows with a null key,
-///   and tombstones of streams without a key, are refused row by row).
+///   tombstones of streams without a key, and rows with a NUL byte in a string column, which
+///   PostgreSQL text cannot store, are refused row by row).
 /// - [`flush`](Destination::flush) applies everything kept since the last flush in one
 ///   transaction: per stream, a binary `COPY` into a temporary staging table (each key
 ///   once: when a key occurs more than once, its last row wins), then — under a
@@ -803,7 +804,8 @@ fn last_per_key(
     Ok(keep)
 }
 
-/// Rows of `batch` the destination refuses: a null key, or a tombstone without a key.
+/// Rows of `batch` the destination refuses: a null key, a tombstone without a key, or text
+/// with a NUL byte.
 fn refused(batch: &Batch, key: &[String]) -> Result<Vec<RejectedRow>> {
     let mut rejected = Vec::new();
     if key.is_empty() {
@@ -815,7 +817,6 @@ fn refused(batch: &Batch, key: &[String]) -> Result<Vec<RejectedRow>> {
                 });
             }
         }
-        return Ok(rejected);
     }
     for k in key {
         let Some(column) = batch.data.column_by_name(k) else {
@@ -835,8 +836,47 @@ fn refused(batch: &Batch, key: &[String]) -> Result<Vec<RejectedRow>> {
             }
         }
     }
+    refuse_nul_bytes(&batch.data, &mut rejected);
     rejected.sort_by_key(|r| r.row);
     Ok(rejected)
+}
+
+/// Refuses the rows with a NUL byte in a string column: PostgreSQL text (and every type read
+/// from text) cannot hold one, and in the flush's COPY it fails the whole transaction, so one
+/// such row would stop the pipeline. Each row is refused once, for its first such column.
+fn refuse_nul_bytes(batch: &RecordBatch, rejected: &mut Vec<RejectedRow>) {
+    fn rows<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<usize> {
+        values
+            .enumerate()
+            .filter(|(_, v)| v.is_some_and(|v| v.as_bytes().contains(&0)))
+            .map(|(row, _)| row)
+            .collect()
+    }
+    let schema = batch.schema();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        // The byte buffers are scanned first: a NUL is rare, and then no row is visited.
+        let nul = match column.data_type() {
+            DataType::Utf8 if column.as_string::<i32>().values().contains(&0) => {
+                rows(column.as_string::<i32>().iter())
+            }
+            DataType::LargeUtf8 if column.as_string::<i64>().values().contains(&0) => {
+                rows(column.as_string::<i64>().iter())
+            }
+            DataType::Utf8View => rows(column.as_string_view().iter()),
+            _ => continue,
+        };
+        for row in nul {
+            if !rejected.iter().any(|r| r.row == row) {
+                rejected.push(RejectedRow {
+                    row,
+                    reason: format!(
+                        "column `{}` holds a NUL byte, which PostgreSQL text cannot store",
+                        field.name()
+                    ),
+                });
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -1003,6 +1043,46 @@ mod tests {
         // A tombstone overridden by a later upsert of its key is not staged: no delete.
         let batches = [batch(&[2], "x", &[1]), batch(&[2], "v2", &[0])];
         assert!(!merge_sql(&batches, Statements::Merge).contains("DELETE"));
+    }
+
+    #[test]
+    fn text_with_a_nul_byte_is_refused_in_every_string_layout() {
+        use arrow::array::{LargeStringArray, StringViewArray};
+
+        let strings = StringArray::from(vec![Some("a\0"), Some("b"), None, Some("\0")]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(strings.clone()),
+            Arc::new(LargeStringArray::from(vec![None, Some("\0"), None, None])),
+            Arc::new(StringViewArray::from(vec![
+                None,
+                None,
+                Some("long enough \0 view"),
+                None,
+            ])),
+        ];
+        let fields: Vec<Field> = ["plain", "large", "view"]
+            .iter()
+            .zip(&columns)
+            .map(|(name, c)| Field::new(*name, c.data_type().clone(), true))
+            .collect();
+        let data = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut rejected = Vec::new();
+        refuse_nul_bytes(&data, &mut rejected);
+        let rows: Vec<(usize, &str)> = rejected
+            .iter()
+            .map(|r| (r.row, r.reason.split('`').nth(1).unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            rows,
+            [(0, "plain"), (3, "plain"), (1, "large"), (2, "view")]
+        );
+        // A slice without the NUL: its buffer still holds one, its rows do not.
+        let sliced = Arc::new(strings.slice(1, 2)) as ArrayRef;
+        let schema = Schema::new(vec![Field::new("plain", DataType::Utf8, true)]);
+        let data = RecordBatch::try_new(Arc::new(schema), vec![sliced]).unwrap();
+        let mut rejected = Vec::new();
+        refuse_nul_bytes(&data, &mut rejected);
+        assert!(rejected.is_empty(), "{rejected:?}");
     }
 
     #[test]
