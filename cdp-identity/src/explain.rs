@@ -4,7 +4,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
-use petgraph::graph::NodeIndex;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -146,29 +145,26 @@ impl IdentityGraph {
         let members = self.members(start);
         let mut identifiers: Vec<(Identifier, i64)> = members
             .iter()
-            .map(|&n| (self.identifier(n), self.last_seen[n as usize]))
+            .map(|&n| (self.identifier(n), self.last_seen_of(n)))
             .collect();
         identifiers.sort();
         let mut links = Vec::new();
         for &n in &members {
-            for e in self.graph.edges(NodeIndex::new(n as usize)) {
-                use petgraph::visit::EdgeRef;
-                let (x, y) = (e.source().index() as u32, e.target().index() as u32);
-                let other = if x == n { y } else { x };
+            for (other, w) in self.links_of(n) {
                 // Each link is met from both ends; keep it once.
                 if n < other {
-                    links.push(self.hop(n, other, e.weight()));
+                    links.push(self.hop(n, other, w));
                 }
             }
         }
         links.sort_by(|p, q| (p.first_seen, &p.from, &p.to).cmp(&(q.first_seen, &q.from, &q.to)));
         let merges: Vec<MergeInfo> = self
-            .merges
+            .merge_records()
             .iter()
             .filter(|m| !m.undone && self.live_slot(m.absorbed) == Some(slot))
             .map(|m| self.merge_info(m))
             .collect();
-        let merged_ids = (0..self.slots.state.len() as u32)
+        let merged_ids = (0..self.slot_count() as u32)
             .filter(|&s| s != slot && self.live_slot(s) == Some(slot))
             .map(|s| self.profile_uuid(s))
             .collect();
@@ -190,8 +186,8 @@ impl IdentityGraph {
         Hop {
             from: self.identifier(from),
             to: self.identifier(to),
-            rule: self.rule_labels.name(u32::from(w.rule)).to_string(),
-            source: self.source_labels.name(u32::from(w.source)).to_string(),
+            rule: self.rule_name(w.rule).to_string(),
+            source: self.source_name(w.source).to_string(),
             first_seen: w.first_seen(),
             last_seen: w.last_seen(),
             count: w.count,
@@ -208,12 +204,9 @@ impl IdentityGraph {
             if x == b {
                 break;
             }
-            use petgraph::visit::EdgeRef;
-            for e in self.graph.edges(NodeIndex::new(x as usize)) {
-                let (s, t) = (e.source().index() as u32, e.target().index() as u32);
-                let y = if s == x { t } else { s };
+            for (y, w) in self.links_of(x) {
                 if let std::collections::hash_map::Entry::Vacant(v) = prev.entry(y) {
-                    v.insert((x, *e.weight()));
+                    v.insert((x, *w));
                     queue.push_back(y);
                 }
             }
@@ -234,7 +227,7 @@ impl IdentityGraph {
     fn refusals(&self, keep: impl Fn(u32, u32) -> bool) -> (Vec<RefusalNote>, usize) {
         let mut out = Vec::new();
         let mut count = 0;
-        for (seq, e) in self.journal.iter().enumerate().rev() {
+        for (seq, e) in self.journal().iter().enumerate().rev() {
             if e.kind != EntryKind::Refused || !keep(e.a, e.b) {
                 continue;
             }
@@ -245,7 +238,7 @@ impl IdentityGraph {
                     at: e.at,
                     a: self.identifier(e.a),
                     b: self.identifier(e.b),
-                    source: self.source_labels.name(u32::from(e.source)).to_string(),
+                    source: self.source_name(e.source).to_string(),
                     reason: self.refusal_reason(e.payload),
                 });
             }

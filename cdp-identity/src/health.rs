@@ -62,14 +62,14 @@ impl IdentityGraph {
         let mut sizes: HashMap<u32, u32> = HashMap::new();
         let mut anonymous_only: HashMap<u32, bool> = HashMap::new();
         let mut identifiers = 0;
-        for n in 0..self.ids.len() as u32 {
+        for n in 0..self.interned_count() as u32 {
             let slot = self.slot_of(n);
             if slot == NONE {
                 continue;
             }
             identifiers += 1;
             *sizes.entry(slot).or_default() += 1;
-            let anonymous = self.rules.types[self.ids.kind(n) as usize].anonymous;
+            let anonymous = self.rules().types[self.kind_of(n) as usize].anonymous;
             *anonymous_only.entry(slot).or_insert(true) &= anonymous;
         }
         let mut size_histogram: BTreeMap<&'static str, usize> =
@@ -89,7 +89,7 @@ impl IdentityGraph {
             .count();
 
         let (mut link_events, mut merges, mut refused, mut expired) = (0u64, 0u64, 0u64, 0u64);
-        for e in &self.journal {
+        for e in self.journal() {
             match e.kind {
                 EntryKind::Link(LinkEffect::Created) => {}
                 EntryKind::Link(_) => link_events += 1,
@@ -100,9 +100,8 @@ impl IdentityGraph {
             }
         }
         let mut ages: Vec<i64> = self
-            .graph
-            .edge_references()
-            .map(|e| now.saturating_sub(e.weight().last_seen()).max(0))
+            .links()
+            .map(|(_, _, w)| now.saturating_sub(w.last_seen()).max(0))
             .collect();
         ages.sort_unstable();
         let pick = |q: f64| ages[((ages.len() - 1) as f64 * q).round() as usize];

@@ -175,7 +175,7 @@ pub trait ProfileStore: std::fmt::Debug + Send + Sync {
 }
 
 fn key_of(graph: &IdentityGraph, n: u32) -> IdentifierKey {
-    IdentifierKey::new(graph.rules.type_name(graph.ids.kind(n)), graph.ids.value(n))
+    IdentifierKey::new(graph.rules().type_name(graph.kind_of(n)), graph.value_of(n))
 }
 
 /// The delta of graph changes alone (operations outside batches).
@@ -185,8 +185,7 @@ pub(crate) fn changes_delta(graph: &IdentityGraph, changes: &[Change]) -> Profil
     for c in changes {
         match c {
             Change::Created { slot, node } => {
-                d.created
-                    .push((pid(*slot), graph.slots.created[*slot as usize]));
+                d.created.push((pid(*slot), graph.slot_created(*slot)));
                 d.assign.push((key_of(graph, *node), pid(*slot)));
             }
             Change::Joined { slot, node } => d.assign.push((key_of(graph, *node), pid(*slot))),
@@ -205,8 +204,7 @@ pub(crate) fn changes_delta(graph: &IdentityGraph, changes: &[Change]) -> Profil
                 let mut into = Vec::with_capacity(parts.len());
                 for (slot, nodes) in parts {
                     if slot != old && !revived.contains(slot) {
-                        d.created
-                            .push((pid(*slot), graph.slots.created[*slot as usize]));
+                        d.created.push((pid(*slot), graph.slot_created(*slot)));
                     }
                     into.push((pid(*slot), revived.contains(slot)));
                     for &n in nodes {
@@ -266,25 +264,24 @@ pub(crate) fn batch_delta(
 /// The delta that brings an empty store to the graph's current state.
 pub(crate) fn full_delta(graph: &IdentityGraph) -> ProfileDelta {
     let mut d = ProfileDelta::default();
-    let slots = &graph.slots;
-    for s in 0..slots.state.len() as u32 {
-        match slots.state[s as usize] {
+    for s in 0..graph.slot_count() as u32 {
+        match graph.slot_state(s) {
             SlotState::Retired => {}
             // Merged ids become plain profiles first, then merge, so they keep resolving.
             SlotState::Live | SlotState::Merged => d
                 .created
-                .push((graph.profile_uuid(s), slots.created[s as usize])),
+                .push((graph.profile_uuid(s), graph.slot_created(s))),
         }
     }
-    for s in 0..slots.state.len() as u32 {
-        if slots.state[s as usize] == SlotState::Merged {
+    for s in 0..graph.slot_count() as u32 {
+        if graph.slot_state(s) == SlotState::Merged {
             d.merges.push((
                 graph.profile_uuid(s),
-                graph.profile_uuid(slots.merged_into[s as usize]),
+                graph.profile_uuid(graph.merged_into(s)),
             ));
         }
     }
-    for n in 0..graph.ids.len() as u32 {
+    for n in 0..graph.interned_count() as u32 {
         let slot = graph.slot_of(n);
         if slot != NONE {
             d.assign.push((key_of(graph, n), graph.profile_uuid(slot)));
