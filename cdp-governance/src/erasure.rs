@@ -42,8 +42,9 @@ pub struct TargetErasure {
     pub linked: Vec<Identifier>,
 }
 
-/// A store holding people's data that must forget a person on request: the profile store
-/// and identity graph (`cdp-identity`), a CRM, a warehouse with a delete API.
+/// A store holding people's data that must forget a person on request: the identity graph
+/// and the profile store (`cdp::erasure` implements it for both, in the umbrella crate,
+/// since this crate does not depend on `cdp-identity`), a CRM, a warehouse with a delete API.
 #[async_trait]
 pub trait ErasureTarget: fmt::Debug + Send + Sync {
     /// Name, used in receipts and the audit log.

@@ -82,7 +82,8 @@ pub mod rules;
 pub use error::{Error, Result};
 pub use explain::{Explanation, Hop, ProfileExplanation, RefusalNote};
 pub use graph::{
-    DigestLink, Evidence, GraphDigest, IdentityGraph, MergeInfo, Proposal, ReviewItem, ReviewStatus,
+    DigestLink, Erased, Evidence, GraphDigest, IdentityGraph, MergeInfo, Proposal, ReviewItem,
+    ReviewStatus,
 };
 pub use health::HealthReport;
 pub use identifier::{Identifier, IdentifierKey, Normaliser, ProfileId};

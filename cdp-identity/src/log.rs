@@ -191,6 +191,14 @@ pub enum LogEvent {
         /// The identifier.
         identifier: Identifier,
     },
+    /// A person was erased: the profile of `identifier` and every identifier in it left
+    /// the graph.
+    Erase {
+        /// When.
+        at: i64,
+        /// The identifier the erasure was asked for (normalised).
+        identifier: Identifier,
+    },
     /// Freeze mode was switched on or off.
     Freeze {
         /// When.
@@ -213,6 +221,7 @@ impl LogEvent {
             | LogEvent::Unlink { at, .. }
             | LogEvent::Unmerge { at, .. }
             | LogEvent::Expire { at, .. }
+            | LogEvent::Erase { at, .. }
             | LogEvent::Freeze { at, .. } => *at,
         }
     }
@@ -229,6 +238,7 @@ impl LogEvent {
             LogEvent::Unlink { .. } => "unlink",
             LogEvent::Unmerge { .. } => "unmerge",
             LogEvent::Expire { .. } => "expire",
+            LogEvent::Erase { .. } => "erase",
             LogEvent::Freeze { .. } => "freeze",
         }
     }
@@ -333,6 +343,7 @@ pub(crate) enum EntryKind {
     Unlink,
     Unmerge,
     Expire,
+    Erase,
     Freeze,
 }
 

@@ -455,6 +455,17 @@ impl Resolver {
         self.operate(|g, c| Ok(g.expire_changes(now, c)))
     }
 
+    /// Erases the person `identifier` belongs to from the graph, and from the profile store
+    /// when there is one (see [`IdentityGraph::erase`]). Returns what was removed: the
+    /// person's identifiers, to suppress and tombstone downstream.
+    pub fn erase(
+        &self,
+        identifier: &Identifier,
+        at: i64,
+    ) -> Result<(crate::graph::Erased, Vec<IdentityEvent>)> {
+        self.operate(|g, c| Ok(g.erase_changes(identifier, at, c)))
+    }
+
     /// Applies a probabilistic match run to the graph (see
     /// [`MatchRun::apply_to_graph`](crate::probabilistic::MatchRun::apply_to_graph)):
     /// auto-links are linked under the rules, review-band pairs queued for review, and the

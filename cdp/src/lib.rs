@@ -13,6 +13,7 @@
 //! | `postgres_identity` | this crate: the identity log and profile store in PostgreSQL, shared by workers on several machines | `postgres-identity` |
 //! | [`schema`] | `cdp-schema`: registry, compatibility, diffs, contracts | `schema` |
 //! | [`governance`] | `cdp-governance`: classes, policies, masking, audit | `governance` |
+//! | [`erasure`] | this crate: the identity graph and profile store as erasure targets | `identity` + `governance` |
 //!
 //! # Example
 //!
@@ -65,6 +66,9 @@ pub use cdp_schema as schema;
 /// Governance: classes, policies, masking, consent, audit (`cdp-governance`).
 #[cfg(feature = "governance")]
 pub use cdp_governance as governance;
+
+#[cfg(all(feature = "identity", feature = "governance"))]
+pub mod erasure;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -43,6 +43,11 @@ pub(crate) enum Change {
         slot: u32,
         node: u32,
     },
+    /// A person was erased: every member of `slot` left it and it was retired.
+    Erased {
+        slot: u32,
+        nodes: Vec<u32>,
+    },
 }
 
 impl IdentityGraph {
@@ -141,6 +146,14 @@ impl IdentityGraph {
                     other_profile_id: None,
                     identifiers: vec![self.identifier_string(*node)],
                     reason: "expired: profile retired".into(),
+                }),
+                // The identifiers are not repeated: the event outlives the erasure.
+                Change::Erased { slot, .. } => out.push(IdentityEvent {
+                    kind: IdentityEventKind::Unlink,
+                    profile_id: pid(*slot),
+                    other_profile_id: None,
+                    identifiers: Vec::new(),
+                    reason: "erased: profile retired".into(),
                 }),
             }
         }

@@ -129,6 +129,10 @@ impl IdentityGraph {
                 at: e.at,
                 identifier: id(e.a),
             },
+            EntryKind::Erase => LogEvent::Erase {
+                at: e.at,
+                identifier: id(e.a),
+            },
             EntryKind::Freeze => LogEvent::Freeze {
                 at: e.at,
                 frozen: e.payload != 0,
@@ -293,6 +297,15 @@ impl IdentityGraph {
                     )));
                 }
                 self.expire_node(n, *at, &mut changes);
+            }
+            LogEvent::Erase { at, identifier } => {
+                let n = self.require_node(identifier)?;
+                if self.slot_of(n) == NONE {
+                    return Err(Error::InvalidOperation(format!(
+                        "{identifier} has no profile"
+                    )));
+                }
+                self.erase_node(n, *at, &mut changes);
             }
             LogEvent::Freeze { at, frozen } => self.set_frozen(*frozen, *at),
         }

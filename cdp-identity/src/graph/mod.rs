@@ -23,6 +23,7 @@
 //! - `review`: freeze mode and the review queue of held merges;
 //! - `split`: unlink, unmerge and rebuilding the parts of a split profile;
 //! - `expire`: expiry of identifiers past their type's TTL;
+//! - `erase`: forgetting a person (every identifier of their profile) on request;
 //! - `journal`: appending to the log, exporting it and replaying it;
 //! - `digest`: a canonical dump to compare graphs;
 //! - `events`: the changes an operation makes, turned into runtime events.
@@ -36,6 +37,7 @@ use crate::log::Entry;
 use crate::rules::{Rules, RulesConfig};
 
 mod digest;
+mod erase;
 mod events;
 mod expire;
 mod journal;
@@ -48,6 +50,7 @@ mod split;
 mod store;
 
 pub use digest::{DigestLink, GraphDigest};
+pub use erase::Erased;
 pub(crate) use events::Change;
 pub use links::Evidence;
 pub(crate) use links::{Ctx, MergeRecord};

@@ -224,6 +224,10 @@ pub(crate) fn changes_delta(graph: &IdentityGraph, changes: &[Change]) -> Profil
                 d.unassign.push(key_of(graph, *node));
                 d.retired.push(pid(*slot));
             }
+            Change::Erased { slot, nodes } => {
+                d.unassign.extend(nodes.iter().map(|&n| key_of(graph, n)));
+                d.retired.push(pid(*slot));
+            }
         }
     }
     d
