@@ -180,6 +180,31 @@ impl FromStr for PostgresSslMode {
     }
 }
 
+/// A connection setting that cannot work, found without connecting by
+/// [`PostgresConnection::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionProblem {
+    /// The key at fault: `url`, `user`, `sslmode`, `sslrootcert`, …
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConnectionProblem {
+    fn new(key: &'static str, message: impl Into<String>) -> Self {
+        ConnectionProblem {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectionProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
 /// Where the trusted roots come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RootCert {
@@ -425,8 +450,8 @@ impl PostgresConnection {
     }
 
     /// Resolves the settings (environment, secrets file) into a driver configuration,
-    /// without connecting: what a connector's `validate()` calls to refuse bad settings
-    /// early. `connector` names the component in error messages.
+    /// without connecting. `connector` names the component in error messages. To check a
+    /// configuration without reading its secrets, use [`validate`](Self::validate).
     ///
     /// Errors are [`Error::Config`]: a malformed URL (its password redacted), a missing
     /// user, an unset `url_env` or `password_env` variable, inconsistent TLS settings, or a
@@ -446,14 +471,82 @@ impl PostgresConnection {
             })?),
             (None, None) => None,
         };
+        let (mut config, tls) = self
+            .settings(url.as_deref(), true)
+            .map_err(|problem| Error::Config(format!("{connector}: {}", problem.message)))?;
+        if let Some(password) = self.password()? {
+            config.password(password);
+        }
+        Ok((config, tls))
+    }
+
+    /// Checks the settings without connecting and without reading anything: no environment
+    /// variable (`url_env`, `password_env`) and no file (`password_file`, certificates) is
+    /// looked at, so a configuration can be checked where its secrets are not (`cdp
+    /// validate` in CI). Found here: a URL that does not parse, a missing user (unless the
+    /// URL comes from `url_env`), empty variable or file names, inconsistent TLS settings,
+    /// and a TLS mode this build cannot honour. An unset variable, an unreadable file and
+    /// refused credentials are found when connecting.
+    ///
+    /// ```
+    /// use cdp_postgres::PostgresConnection;
+    ///
+    /// let problems = PostgresConnection::url("postgres://db/crm?sslcert=/c.pem")
+    ///     .validate()
+    ///     .unwrap_err();
+    /// assert_eq!(problems[0].key, "user");
+    /// ```
+    pub fn validate(&self) -> std::result::Result<(), Vec<ConnectionProblem>> {
+        let mut problems = Vec::new();
+        let names = [
+            (
+                "url_env",
+                self.url_env.as_deref(),
+                "an environment variable",
+            ),
+            (
+                "password_env",
+                self.password_env.as_deref(),
+                "an environment variable",
+            ),
+            (
+                "password_file",
+                self.password_file.as_ref().and_then(|p| p.to_str()),
+                "a file",
+            ),
+        ];
+        for (key, value, what) in names {
+            if value == Some("") {
+                problems.push(ConnectionProblem::new(key, format!("must name {what}")));
+            }
+        }
+        // A URL read from the environment is not known here, nor is its user.
+        let url_known = self.url.is_some() || self.url_env.is_none();
+        if let Err(problem) = self.settings(self.url.as_deref(), url_known) {
+            problems.push(problem);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The driver configuration (without the password) and the TLS settings from `url` and
+    /// the fields; what [`resolve`](Self::resolve) and [`validate`](Self::validate) share.
+    fn settings(
+        &self,
+        url: Option<&str>,
+        user_required: bool,
+    ) -> std::result::Result<(tokio_postgres::Config, TlsSettings), ConnectionProblem> {
         let (mut config, url_tls) = match url {
             Some(url) => {
-                let (rest, url_tls) = split_tls_params(&url);
+                let (rest, url_tls) = split_tls_params(url);
                 let config = rest.parse::<tokio_postgres::Config>().map_err(|e| {
-                    Error::Config(format!(
-                        "{connector}: invalid connection URL `{}`: {e}",
-                        redact_url(&url)
-                    ))
+                    ConnectionProblem::new(
+                        "url",
+                        format!("invalid connection URL `{}`: {e}", redact_url(url)),
+                    )
                 })?;
                 (config, url_tls)
             }
@@ -471,16 +564,14 @@ impl PostgresConnection {
         if let Some(dbname) = &self.dbname {
             config.dbname(dbname);
         }
-        if let Some(password) = self.password()? {
-            config.password(password);
-        }
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
-        if config.get_user().is_none() {
-            return Err(Error::Config(format!(
-                "{connector}: no user given (set `user` or put it in the URL)"
-            )));
+        if user_required && config.get_user().is_none() {
+            return Err(ConnectionProblem::new(
+                "user",
+                "no user given (set `user` or put it in the URL)",
+            ));
         }
         config.application_name(self.application_name.as_deref().unwrap_or("cdp"));
         config.connect_timeout(Duration::from_secs(
@@ -488,7 +579,7 @@ impl PostgresConnection {
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS),
         ));
         config.keepalives(true);
-        let tls = self.tls_settings(url_tls, connector)?;
+        let tls = self.tls_settings(url_tls)?;
         // libpq never uses TLS on a Unix socket, whatever `sslmode` says.
         let unix_only = config.get_hosts().iter().all(is_unix_socket);
         config.ssl_mode(match tls.mode {
@@ -498,23 +589,24 @@ impl PostgresConnection {
             _ => SslMode::Require,
         });
         if !cfg!(feature = "tls") && config.get_ssl_mode() == SslMode::Require {
-            return Err(Error::Config(format!(
-                "{connector}: sslmode={}, but this build has no TLS: enable the `postgres-tls` \
-                 feature of cdp-connectors or cdp (`tls` of cdp-postgres), or connect over a \
-                 Unix socket, a private network or a tunnel",
-                tls.mode
-            )));
+            return Err(ConnectionProblem::new(
+                "sslmode",
+                format!(
+                    "sslmode={}, but this build has no TLS: enable the `postgres-tls` feature of \
+                     cdp-connectors or cdp (`tls` of cdp-postgres), or connect over a Unix \
+                     socket, a private network or a tunnel",
+                    tls.mode
+                ),
+            ));
         }
         Ok((config, tls))
     }
 
     /// The TLS settings: the fields, else the URL's parameters, else `prefer`.
-    fn tls_settings(&self, url_tls: UrlTls, connector: &str) -> Result<TlsSettings> {
+    fn tls_settings(&self, url_tls: UrlTls) -> std::result::Result<TlsSettings, ConnectionProblem> {
         let mode = match (self.sslmode, &url_tls.sslmode) {
             (Some(mode), _) => mode,
-            (None, Some(text)) => text
-                .parse()
-                .map_err(|e| Error::Config(format!("{connector}: {e}")))?,
+            (None, Some(text)) => text.parse().map_err(|e| ConnectionProblem::new("url", e))?,
             (None, None) => PostgresSslMode::Prefer,
         };
         let root_cert = self
@@ -531,16 +623,22 @@ impl PostgresConnection {
         if root_cert == Some(RootCert::System) && mode != PostgresSslMode::VerifyFull {
             // As libpq: trusting every public CA only means something with the host name
             // checked too.
-            return Err(Error::Config(format!(
-                "{connector}: sslrootcert=system needs sslmode=verify-full (got {mode})"
-            )));
+            return Err(ConnectionProblem::new(
+                "sslrootcert",
+                format!("sslrootcert=system needs sslmode=verify-full (got {mode})"),
+            ));
         }
         let client_cert = self.sslcert.clone().or(url_tls.sslcert.map(PathBuf::from));
         let client_key = self.sslkey.clone().or(url_tls.sslkey.map(PathBuf::from));
         if client_cert.is_some() != client_key.is_some() {
-            return Err(Error::Config(format!(
-                "{connector}: a client certificate needs both sslcert and sslkey"
-            )));
+            return Err(ConnectionProblem::new(
+                if client_cert.is_some() {
+                    "sslkey"
+                } else {
+                    "sslcert"
+                },
+                "a client certificate needs both sslcert and sslkey",
+            ));
         }
         Ok(TlsSettings {
             mode,
@@ -872,6 +970,57 @@ mod tests {
         let (_, tls) = settings("postgres://etl@db/crm?sslmode=verify-full&sslrootcert=system");
         assert!(tls.checks_chain() && tls.checks_host_name());
         assert_eq!(tls.root_cert, Some(RootCert::System));
+    }
+
+    #[test]
+    fn validate_reads_no_variable_and_no_file_and_names_the_key() {
+        let connection = PostgresConnection {
+            url_env: Some("CDP_TEST_SURELY_UNSET_URL".into()),
+            password_file: Some("/nonexistent/cdp/password".into()),
+            ..PostgresConnection::default()
+        };
+        assert_eq!(connection.validate(), Ok(()));
+        assert!(connection.to_config("pg").is_err());
+        let key = |connection: PostgresConnection| connection.validate().unwrap_err()[0].key;
+        assert_eq!(
+            key(PostgresConnection::url("postgres://etl@db:port/crm")),
+            "url"
+        );
+        assert_eq!(key(PostgresConnection::url("postgres://db/crm")), "user");
+        assert_eq!(
+            key(PostgresConnection::url(
+                "postgres://etl@db/crm?sslmode=bogus"
+            )),
+            "url"
+        );
+        assert_eq!(
+            key(PostgresConnection::url(
+                "postgres://etl@db/crm?sslmode=require&sslrootcert=system"
+            )),
+            "sslrootcert"
+        );
+        assert_eq!(
+            key(PostgresConnection::url(
+                "postgres://etl@db/crm?sslcert=/c.pem"
+            )),
+            "sslkey"
+        );
+        let empty = PostgresConnection {
+            password_env: Some(String::new()),
+            ..PostgresConnection::url("postgres://etl@db/crm")
+        };
+        assert_eq!(key(empty), "password_env");
+        #[cfg(not(feature = "tls"))]
+        assert_eq!(
+            key(PostgresConnection::url("postgres://etl@db/crm")
+                .with_sslmode(PostgresSslMode::Require)),
+            "sslmode"
+        );
+        // The URL's password never shows.
+        let problems = PostgresConnection::url("postgres://etl:s3cret@db:port/crm")
+            .validate()
+            .unwrap_err();
+        assert!(!problems[0].message.contains("s3cret"), "{}", problems[0]);
     }
 
     #[test]

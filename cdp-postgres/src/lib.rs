@@ -59,7 +59,9 @@ pub mod quote;
 mod tls;
 pub mod types;
 
-pub use connection::{PostgresConnection, PostgresSslMode, is_transient, pg_error};
+pub use connection::{
+    ConnectionProblem, PostgresConnection, PostgresSslMode, is_transient, pg_error,
+};
 pub use copy::{CopyDecoder, CopyEncoder};
 pub use quote::{ident, literal, qualified};
 pub use types::{PG_TYPE_METADATA, PgKind};
