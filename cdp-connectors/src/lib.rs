@@ -21,8 +21,11 @@
 //!   crash and a resume leave every row exactly once.
 //! - The PostgreSQL connectors: see [`postgres`](crate::postgres) (feature `postgres`).
 //!
-//! Each connector has a serde `*Config` (for configuration files) whose `build()` returns the
-//! boxed component, and a plain constructor for Rust code.
+//! Each connector has a serde `*Config` (for configuration files) with `validate()` and a
+//! `build()` that returns the boxed component, and a plain constructor for Rust code. The
+//! configs are read from `[sources.<name>]` / `[destinations.<name>]` tables tagged by
+//! `type` through a [`ConnectorRegistry`] a host can add its own types to, refusing unknown
+//! keys and naming the key path of every problem: see [`config`].
 //!
 //! # Example
 //!
@@ -60,6 +63,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod config;
 #[cfg(any(feature = "jsonl", feature = "parquet", feature = "postgres"))]
 pub mod destinations;
 #[cfg(feature = "postgres")]
@@ -72,18 +76,23 @@ pub mod postgres;
 ))]
 pub mod sources;
 
+pub use config::{ConnectorRegistry, DestinationConfig, SourceConfig};
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
+pub use destinations::LandingOptions;
 #[cfg(feature = "jsonl")]
-pub use destinations::{JsonlDestination, JsonlDestinationConfig};
+pub use destinations::{JsonlDestination, JsonlDestinationConfig, JsonlDestinationOptions};
 #[cfg(feature = "parquet")]
-pub use destinations::{ParquetCompression, ParquetDestination, ParquetDestinationConfig};
+pub use destinations::{
+    ParquetCompression, ParquetDestination, ParquetDestinationConfig, ParquetDestinationOptions,
+};
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
-pub use sources::{ColumnConfig, ColumnType};
+pub use sources::{ColumnConfig, ColumnType, FileSourceOptions};
 #[cfg(feature = "csv")]
-pub use sources::{CsvSource, CsvSourceConfig};
+pub use sources::{CsvSource, CsvSourceConfig, CsvSourceOptions};
 #[cfg(feature = "jsonl")]
-pub use sources::{JsonlSource, JsonlSourceConfig};
+pub use sources::{JsonlSource, JsonlSourceConfig, JsonlSourceOptions};
 #[cfg(feature = "parquet")]
-pub use sources::{ParquetSource, ParquetSourceConfig};
+pub use sources::{ParquetSource, ParquetSourceConfig, ParquetSourceOptions};
 
 #[cfg(feature = "postgres")]
 pub use destinations::{PostgresDestination, PostgresDestinationConfig};

@@ -13,6 +13,8 @@
 
 #[cfg(any(feature = "jsonl", feature = "parquet"))]
 pub mod file;
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
+mod file_config;
 #[cfg(feature = "jsonl")]
 pub mod jsonl;
 #[cfg(any(feature = "jsonl", feature = "parquet"))]
@@ -28,10 +30,14 @@ pub use file::Jsonl;
 pub use file::Parquet;
 #[cfg(any(feature = "jsonl", feature = "parquet"))]
 pub use file::{LandingDestination, LandingFormat};
+#[cfg(any(feature = "jsonl", feature = "parquet"))]
+pub use file_config::{LandingDestinationConfig, LandingDestinationFormat, LandingOptions};
 #[cfg(feature = "jsonl")]
-pub use jsonl::{JsonlDestination, JsonlDestinationConfig};
+pub use jsonl::{JsonlDestination, JsonlDestinationConfig, JsonlDestinationOptions};
 #[cfg(feature = "parquet")]
-pub use parquet::{ParquetCompression, ParquetDestination, ParquetDestinationConfig};
+pub use parquet::{
+    ParquetCompression, ParquetDestination, ParquetDestinationConfig, ParquetDestinationOptions,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresDestination, PostgresDestinationConfig};
 

@@ -25,3 +25,43 @@ mod state;
 pub use cdp_postgres::types;
 pub use cdp_postgres::{PG_TYPE_METADATA, PostgresConnection, PostgresSslMode};
 pub use state::PostgresStateStore;
+
+use cdp_core::RetryPolicy;
+
+use crate::config::ConfigErrors;
+
+/// Records what is wrong with connection settings, under `prefix` (`connection`), without
+/// reading their secrets or connecting.
+pub(crate) fn check_connection(
+    connection: &PostgresConnection,
+    prefix: &str,
+    errors: &mut ConfigErrors,
+) {
+    if let Err(problems) = connection.validate() {
+        for problem in problems {
+            errors.push(format!("{prefix}.{}", problem.key), problem.message);
+        }
+    }
+}
+
+/// Records what is wrong with a retry policy, under `prefix` (`retry`).
+pub(crate) fn check_retry(retry: &RetryPolicy, prefix: &str, errors: &mut ConfigErrors) {
+    if retry.max_attempts == 0 {
+        errors.push(
+            format!("{prefix}.max_attempts"),
+            "must be at least 1 (1 disables retrying)",
+        );
+    }
+    if !(retry.factor.is_finite() && retry.factor >= 1.0) {
+        errors.push(
+            format!("{prefix}.factor"),
+            format!("must be a number of at least 1, got {}", retry.factor),
+        );
+    }
+    if retry.initial_delay > retry.max_delay {
+        errors.push(
+            format!("{prefix}.initial_delay"),
+            "must not be longer than `max_delay`",
+        );
+    }
+}

@@ -15,6 +15,8 @@ mod common;
 pub mod csv;
 #[cfg(any(feature = "jsonl", feature = "csv"))]
 mod engine;
+#[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
+mod file_config;
 #[cfg(feature = "jsonl")]
 pub mod jsonl;
 #[cfg(feature = "parquet")]
@@ -25,11 +27,13 @@ pub mod postgres;
 mod schema;
 
 #[cfg(feature = "csv")]
-pub use csv::{CsvSource, CsvSourceConfig};
+pub use csv::{CsvSource, CsvSourceConfig, CsvSourceOptions};
+#[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
+pub use file_config::{FileSourceConfig, FileSourceFormat, FileSourceOptions};
 #[cfg(feature = "jsonl")]
-pub use jsonl::{JsonlSource, JsonlSourceConfig};
+pub use jsonl::{JsonlSource, JsonlSourceConfig, JsonlSourceOptions};
 #[cfg(feature = "parquet")]
-pub use parquet::{ParquetSource, ParquetSourceConfig};
+pub use parquet::{ParquetSource, ParquetSourceConfig, ParquetSourceOptions};
 #[cfg(feature = "postgres")]
 pub use postgres::{
     FullRefreshDeletes, PostgresColumn, PostgresSource, PostgresSourceConfig, PostgresStreamConfig,

@@ -7,6 +7,8 @@ use cdp_core::record::is_system_column;
 use cdp_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigErrors;
+
 /// One column of an explicit schema in configuration.
 ///
 /// ```toml
@@ -100,6 +102,41 @@ impl ColumnConfig {
     }
 }
 
+/// Records what is wrong with a column list from configuration, with key paths under
+/// `schema`: the same rules as [`ColumnConfig::to_schema`], every problem at once.
+pub(crate) fn check_columns(columns: &[ColumnConfig], errors: &mut ConfigErrors) {
+    if columns.is_empty() {
+        errors.push(
+            "schema",
+            "lists no columns; omit it to infer the schema from the data",
+        );
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (i, column) in columns.iter().enumerate() {
+        let path = format!("schema[{i}].name");
+        let name = column.name.as_str();
+        let field = Field::new(name, column.data_type.data_type(), column.nullable);
+        if name.is_empty() {
+            errors.push(path, "must not be empty");
+        } else if is_system_column(name) && !is_carried_system_column(&field) {
+            errors.push(
+                path,
+                format!(
+                    "column `{name}` uses the reserved prefix `_cdp_`: the runtime adds those \
+                     columns itself; rename the column in the data or leave it out of the schema"
+                ),
+            );
+        } else if let Some(first) = seen.get(name) {
+            errors.push(
+                path,
+                format!("column `{name}` appears twice in the schema (also schema[{first}])"),
+            );
+        } else {
+            seen.insert(name, i);
+        }
+    }
+}
+
 /// Rejects schemas a source may not emit: reserved `_cdp_` columns (but for a `UInt8`
 /// `_cdp_op` and a `Utf8` `_cdp_profile_id`, which the runtime keeps) and duplicate names.
 pub(crate) fn check_user_schema(schema: &Schema) -> Result<()> {
@@ -159,5 +196,29 @@ mod tests {
         assert!(err.to_string().contains("_cdp_op"), "{err}");
         assert!(ColumnConfig::to_schema(&[col("a"), col("a")]).is_err());
         assert!(ColumnConfig::to_schema(&[]).is_err());
+
+        let mut errors = ConfigErrors::new();
+        check_columns(
+            &[col("id"), col("_cdp_op"), col("id"), col(""), col("id")],
+            &mut errors,
+        );
+        let found: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].starts_with("schema[1].name: column `_cdp_op` uses"),
+            "{found:?}"
+        );
+        assert_eq!(
+            found[1],
+            "schema[2].name: column `id` appears twice in the schema (also schema[0])"
+        );
+        assert_eq!(found[2], "schema[3].name: must not be empty");
+        assert_eq!(
+            found[3],
+            "schema[4].name: column `id` appears twice in the schema (also schema[0])"
+        );
+        let mut errors = ConfigErrors::new();
+        check_columns(&[], &mut errors);
+        assert_eq!(errors.iter().next().map(|e| e.path()), Some("schema"));
     }
 }

@@ -195,10 +195,8 @@ async fn config_sets_delimiter_and_headerless_files() {
     let read = read_all(source.as_ref(), ReadRequest::default()).await;
     assert_eq!(read.ids("id"), [1, 2]);
 
-    let bad = CsvSourceConfig {
-        delimiter: '→',
-        ..CsvSourceConfig::new(&path)
-    };
+    let mut bad = CsvSourceConfig::new(&path);
+    bad.format.delimiter = '→';
     assert!(matches!(bad.build(), Err(Error::Config(_))));
 }
 

@@ -435,10 +435,7 @@ async fn schema_evolution_starts_a_new_parquet_file() {
 async fn the_size_cap_splits_files() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("zone");
-    let config = JsonlDestinationConfig {
-        max_file_bytes: 1000,
-        ..JsonlDestinationConfig::new(&root)
-    };
+    let config = JsonlDestinationConfig::new(&root).with_max_file_bytes(1000);
     let mut dest = config.build().unwrap();
     dest.open(&ctx(0)).await.unwrap();
     for i in 0..10 {
@@ -512,7 +509,7 @@ async fn contract_violations_are_clear_errors() {
     assert!(unknown.is_err());
     let compression: ParquetDestinationConfig =
         serde_json::from_value(json!({"root": "x", "compression": "snappy"})).unwrap();
-    assert_eq!(compression.compression, ParquetCompression::Snappy);
+    assert_eq!(compression.format.compression, ParquetCompression::Snappy);
 }
 
 /// Regression: two pipelines sharing one root (a common dead-letter folder) must not

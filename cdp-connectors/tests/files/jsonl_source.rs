@@ -391,10 +391,7 @@ async fn config_builds_the_source_and_rejects_unknown_fields() {
 
     let unknown = serde_json::from_value::<JsonlSourceConfig>(json!({"path": "x", "batchsize": 1}));
     assert!(unknown.unwrap_err().to_string().contains("batchsize"));
-    let zero = JsonlSourceConfig {
-        batch_size: 0,
-        ..JsonlSourceConfig::new(&path)
-    };
+    let zero = JsonlSourceConfig::new(&path).with_batch_size(0);
     assert!(matches!(zero.build(), Err(Error::Config(_))));
 }
 

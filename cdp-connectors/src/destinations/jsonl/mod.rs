@@ -12,7 +12,7 @@ use arrow::datatypes::SchemaRef;
 use arrow_json::LineDelimitedWriter;
 use cdp_core::Result;
 
-pub use config::JsonlDestinationConfig;
+pub use config::{JsonlDestinationConfig, JsonlDestinationOptions};
 
 use super::DEFAULT_MAX_FILE_BYTES;
 use super::file::{Jsonl, LandingDestination};

@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-pub use config::ParquetDestinationConfig;
+pub use config::{ParquetDestinationConfig, ParquetDestinationOptions};
 
 use super::DEFAULT_MAX_FILE_BYTES;
 use super::file::{LandingDestination, Parquet};

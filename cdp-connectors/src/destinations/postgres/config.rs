@@ -1,10 +1,13 @@
 //! Configuration of the PostgreSQL destination.
 
-use cdp_core::{Destination, Error, Result};
+use cdp_core::{Destination, Result};
 use cdp_postgres::PostgresConnection;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::PostgresDestination;
+use crate::config::{BuildDestination, ConfigErrors, from_table};
+use crate::postgres::check_connection;
 
 /// Writes streams into PostgreSQL tables.
 ///
@@ -65,26 +68,43 @@ impl PostgresDestinationConfig {
         }
     }
 
-    /// Validates the configuration and builds the destination.
+    /// Reads one table (without `type`): every unknown key and the first bad value, with
+    /// their key paths.
+    pub fn from_table(table: &Value) -> Result<Self, ConfigErrors> {
+        from_table(table)
+    }
+
+    /// Checks the values without connecting and without reading the credentials (see
+    /// [`PostgresConnection::validate`]); every problem with its key path.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = ConfigErrors::new();
+        check_connection(&self.connection, "connection", &mut errors);
+        if self.name.as_deref() == Some("") {
+            errors.push("name", "must not be empty; omit it for the default");
+        }
+        if self.schema.is_empty() {
+            errors.push("schema", "must name a schema");
+        }
+        if let Some(fillfactor) = self.fillfactor
+            && !(10..=100).contains(&fillfactor)
+        {
+            errors.push(
+                "fillfactor",
+                format!("must be between 10 and 100, got {fillfactor}"),
+            );
+        }
+        errors.into_result()
+    }
+
+    /// Validates the configuration and builds the destination. Nothing connects, and no
+    /// credential is read, until the destination is checked or opened.
     pub fn build(&self) -> Result<Box<dyn Destination>> {
         Ok(Box::new(self.build_destination()?))
     }
 
     /// Like [`build`](Self::build), returning the concrete type.
     pub fn build_destination(&self) -> Result<PostgresDestination> {
-        self.connection.to_config("postgres destination")?;
-        if self.schema.is_empty() {
-            return Err(Error::Config(
-                "postgres destination: `schema` is empty".into(),
-            ));
-        }
-        if let Some(fillfactor) = self.fillfactor
-            && !(10..=100).contains(&fillfactor)
-        {
-            return Err(Error::Config(format!(
-                "postgres destination: `fillfactor` must be between 10 and 100, got {fillfactor}"
-            )));
-        }
+        self.validate()?;
         let mut destination = PostgresDestination::new(self.connection.clone())
             .with_schema(&self.schema)
             .with_table_prefix(&self.table_prefix)
@@ -96,5 +116,15 @@ impl PostgresDestinationConfig {
             destination = destination.with_fillfactor(fillfactor);
         }
         Ok(destination)
+    }
+}
+
+impl BuildDestination for PostgresDestinationConfig {
+    fn validate(&self) -> Result<(), ConfigErrors> {
+        PostgresDestinationConfig::validate(self)
+    }
+
+    fn build(&self) -> Result<Box<dyn Destination>> {
+        PostgresDestinationConfig::build(self)
     }
 }

@@ -1,15 +1,15 @@
 //! Configuration of the JSONL source.
 
-use std::path::PathBuf;
-
-use cdp_core::{Result, Source};
+use cdp_core::Result;
 use serde::{Deserialize, Serialize};
 
 use super::JsonlSource;
-use crate::sources::ColumnConfig;
-use crate::sources::common::{DEFAULT_BATCH_SIZE, DEFAULT_INFER_RECORDS};
+use crate::config::ConfigErrors;
+use crate::sources::common::DEFAULT_INFER_RECORDS;
+use crate::sources::file_config::{FileSourceConfig, FileSourceFormat, FileSourceOptions, sealed};
 
-/// Reads newline-delimited JSON files.
+/// Reads newline-delimited JSON files: the keys of every file source
+/// ([`FileSourceOptions`]) and the JSONL source's own ([`JsonlSourceOptions`]).
 ///
 /// ```toml
 /// [sources.events]
@@ -22,78 +22,47 @@ use crate::sources::common::{DEFAULT_BATCH_SIZE, DEFAULT_INFER_RECORDS};
 ///   { name = "amount", type = "float64" },
 /// ]
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub type JsonlSourceConfig = FileSourceConfig<JsonlSourceOptions>;
+
+/// The JSONL source's own keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JsonlSourceConfig {
-    /// A `.jsonl` file, or a directory whose files (sorted by name, filtered by
-    /// `extensions`) form one stream.
-    pub path: PathBuf,
-    /// Instance name, stamped into `_cdp_source`. Default `jsonl`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Stream name. Default: the file stem of a file, the name of a directory.
-    #[serde(default)]
-    pub stream: Option<String>,
-    /// Explicit columns. Keys not listed are ignored; a value that does not fit its column
-    /// sends the line to the dead letters. Omit to infer the schema.
-    #[serde(default)]
-    pub schema: Option<Vec<ColumnConfig>>,
-    /// Lines sampled to infer the schema (across files, in order). Default 1000.
+pub struct JsonlSourceOptions {
+    /// Lines sampled to infer the schema (across files, in order) when no `schema` is given.
+    /// Default 1000.
     #[serde(default = "default_infer_records")]
     pub infer_records: usize,
-    /// Maximum rows per batch; a checkpoint follows every batch. Default 8192.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Extensions read from a directory. Default `["jsonl", "ndjson", "json"]`.
-    #[serde(default)]
-    pub extensions: Option<Vec<String>>,
 }
 
 fn default_infer_records() -> usize {
     DEFAULT_INFER_RECORDS
 }
 
-fn default_batch_size() -> usize {
-    DEFAULT_BATCH_SIZE
+impl Default for JsonlSourceOptions {
+    fn default() -> Self {
+        JsonlSourceOptions {
+            infer_records: DEFAULT_INFER_RECORDS,
+        }
+    }
 }
 
-impl JsonlSourceConfig {
-    /// A configuration reading `path` with every default.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        JsonlSourceConfig {
-            path: path.into(),
-            name: None,
-            stream: None,
-            schema: None,
-            infer_records: DEFAULT_INFER_RECORDS,
-            batch_size: DEFAULT_BATCH_SIZE,
-            extensions: None,
+impl sealed::Sealed for JsonlSourceOptions {}
+
+impl FileSourceFormat for JsonlSourceOptions {
+    type Source = JsonlSource;
+
+    fn check(&self, files: &FileSourceOptions, errors: &mut ConfigErrors) {
+        if self.infer_records == 0 && files.schema.is_none() {
+            errors.push(
+                "infer_records",
+                "must be at least 1 when no schema is given",
+            );
         }
     }
 
-    /// Validates the configuration and builds the source.
-    pub fn build(&self) -> Result<Box<dyn Source>> {
-        Ok(Box::new(self.build_source()?))
-    }
-
-    /// Like [`build`](Self::build), returning the concrete type.
-    pub fn build_source(&self) -> Result<JsonlSource> {
-        let mut source = JsonlSource::new(&self.path)
-            .with_infer_records(self.infer_records)
-            .with_batch_size(self.batch_size);
-        if let Some(name) = &self.name {
-            source = source.with_name(name);
-        }
-        if let Some(stream) = &self.stream {
-            source = source.with_stream(stream);
-        }
-        if let Some(columns) = &self.schema {
-            source = source.with_schema(ColumnConfig::to_schema(columns)?);
-        }
-        if let Some(extensions) = &self.extensions {
-            source = source.with_extensions(extensions.iter().cloned());
-        }
-        source.options.validate()?;
+    fn build(&self, files: &FileSourceOptions) -> Result<JsonlSource> {
+        let mut source = JsonlSource::new(&files.path).with_infer_records(self.infer_records);
+        files.apply(&mut source.options)?;
         Ok(source)
     }
 }

@@ -16,7 +16,7 @@ use cdp_core::{
     async_trait,
 };
 
-pub use config::JsonlSourceConfig;
+pub use config::{JsonlSourceConfig, JsonlSourceOptions};
 
 use super::common::{Emitter, FileOptions, SchemaCell, open_file, read_stream};
 use super::engine::{RecordFormat, read_file};

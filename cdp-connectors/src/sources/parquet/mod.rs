@@ -15,7 +15,7 @@ use cdp_core::{
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-pub use config::ParquetSourceConfig;
+pub use config::{ParquetSourceConfig, ParquetSourceOptions};
 
 use super::common::{Emitter, FileOptions, SchemaCell, open_file, read_stream};
 

@@ -2,11 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use cdp_core::{Error, Result, RetryPolicy, Source, SyncMode};
+use cdp_core::{Result, RetryPolicy, Source, SyncMode};
 use cdp_postgres::PostgresConnection;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::PostgresSource;
+use crate::config::{BuildSource, ConfigErrors, from_table};
+use crate::postgres::{check_connection, check_retry};
 
 /// Default rows per batch (and per checkpoint).
 pub(crate) const DEFAULT_BATCH_SIZE: usize = 10_000;
@@ -19,7 +22,7 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 100_000;
 /// [sources.crm]
 /// type = "postgres"
 /// schema = "public"
-/// tables = ["customers", "orders"]      # default: every table and view in the schema
+/// tables = ["customers", "orders", "active_customers"]  # default: every table and view
 /// batch_size = 10000                    # rows per batch; a checkpoint follows each
 /// page_size = 100000                    # rows per query (keyset page)
 ///
@@ -203,25 +206,127 @@ impl PostgresSourceConfig {
         self
     }
 
-    /// Validates the configuration and builds the source.
+    /// Reads one table (without `type`): every unknown key and the first bad value, with
+    /// their key paths.
+    pub fn from_table(table: &Value) -> Result<Self, ConfigErrors> {
+        from_table(table)
+    }
+
+    /// Checks the values without connecting and without reading the credentials (see
+    /// [`PostgresConnection::validate`]); every problem with its key path. Whether the
+    /// tables and columns exist is found when the source discovers them.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = ConfigErrors::new();
+        check_connection(&self.connection, "connection", &mut errors);
+        if self.name.as_deref() == Some("") {
+            errors.push("name", "must not be empty; omit it for the default");
+        }
+        if self.schema.is_empty() {
+            errors.push("schema", "must name a schema");
+        }
+        check_names(&self.tables, "tables", &mut errors);
+        for (table, stream) in &self.streams {
+            let path = format!("streams.{}", crate::config::key_segment(table));
+            if !self.tables.is_empty() && !self.tables.contains(table) {
+                errors.push(
+                    &path,
+                    format!("`{table}` is not in `tables`, so it is never read"),
+                );
+            }
+            stream.check(&path, &mut errors);
+        }
+        for (key, value) in [
+            ("batch_size", self.batch_size),
+            ("page_size", self.page_size),
+        ] {
+            if value == 0 {
+                errors.push(key, "must be at least 1");
+            }
+        }
+        if let Some(deletes) = &self.full_refresh_deletes {
+            for (key, value) in [("schema", &deletes.schema), ("table", &deletes.table)] {
+                if value.is_empty() {
+                    errors.push(format!("full_refresh_deletes.{key}"), "must not be empty");
+                }
+            }
+            if let Some(connection) = &deletes.connection {
+                check_connection(connection, "full_refresh_deletes.connection", &mut errors);
+            }
+        }
+        check_retry(&self.retry, "retry", &mut errors);
+        errors.into_result()
+    }
+
+    /// Validates the configuration and builds the source. Nothing connects, and no
+    /// credential is read, until the source is checked, discovered or read.
     pub fn build(&self) -> Result<Box<dyn Source>> {
         Ok(Box::new(self.build_source()?))
     }
 
     /// Like [`build`](Self::build), returning the concrete type.
     pub fn build_source(&self) -> Result<PostgresSource> {
-        self.connection.to_config("postgres source")?;
-        if let Some(deletes) = &self.full_refresh_deletes
-            && let Some(connection) = &deletes.connection
-        {
-            connection.to_config("postgres source key store")?;
-        }
-        if self.batch_size == 0 || self.page_size == 0 {
-            return Err(Error::Config(
-                "postgres source: `batch_size` and `page_size` must be at least 1".into(),
-            ));
-        }
+        self.validate()?;
         Ok(PostgresSource::from_config(self.clone()))
+    }
+}
+
+impl BuildSource for PostgresSourceConfig {
+    fn validate(&self) -> Result<(), ConfigErrors> {
+        PostgresSourceConfig::validate(self)
+    }
+
+    fn build(&self) -> Result<Box<dyn Source>> {
+        PostgresSourceConfig::build(self)
+    }
+}
+
+/// Records empty and repeated names in the list at `key`.
+fn check_names(names: &[String], key: &str, errors: &mut ConfigErrors) {
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            errors.push(format!("{key}[{i}]"), "must not be empty");
+        } else if let Some(first) = names[..i].iter().position(|n| n == name) {
+            errors.push(
+                format!("{key}[{i}]"),
+                format!("`{name}` is listed twice (also {key}[{first}])"),
+            );
+        }
+    }
+}
+
+impl PostgresStreamConfig {
+    /// Records what is wrong with the stream's settings, under `path`.
+    fn check(&self, path: &str, errors: &mut ConfigErrors) {
+        for (key, value) in [
+            ("cursor_field", &self.cursor_field),
+            ("soft_delete_column", &self.soft_delete_column),
+        ] {
+            if value.as_deref() == Some("") {
+                errors.push(format!("{path}.{key}"), "must not be empty");
+            }
+        }
+        if let Some(key) = &self.primary_key {
+            if key.is_empty() {
+                errors.push(
+                    format!("{path}.primary_key"),
+                    "lists no column; omit it to use the table's primary key",
+                );
+            }
+            check_names(key, &format!("{path}.primary_key"), errors);
+        }
+        let incremental = match self.sync_mode {
+            Some(SyncMode::IncrementalAppend) => Some("incremental_append"),
+            Some(SyncMode::IncrementalDedup) => Some("incremental_dedup"),
+            _ => None,
+        };
+        if let Some(mode) = incremental
+            && self.cursor_field.is_none()
+        {
+            errors.push(
+                format!("{path}.sync_mode"),
+                format!("`{mode}` needs a `cursor_field`"),
+            );
+        }
     }
 }
 
