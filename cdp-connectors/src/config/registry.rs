@@ -55,7 +55,8 @@ pub(crate) trait Validate {
 ///
 ///     fn build(&self) -> cdp_core::Result<Box<dyn cdp_core::Source>> {
 ///         self.validate()?;
-///         unimplemented!("the host's source")
+///         // A real host builds its API client here; an empty stream stands in for it.
+///         Ok(Box::new(cdp_core::memory::MemorySource::new("api", Vec::new())))
 ///     }
 /// }
 ///

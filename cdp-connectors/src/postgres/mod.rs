@@ -44,6 +44,23 @@ pub(crate) fn check_connection(
     }
 }
 
+/// Records what is wrong with the keys every PostgreSQL connector has: `connection`,
+/// `name` and `schema`.
+pub(crate) fn check_instance(
+    connection: &PostgresConnection,
+    name: Option<&str>,
+    schema: &str,
+    errors: &mut ConfigErrors,
+) {
+    check_connection(connection, "connection", errors);
+    if name == Some("") {
+        errors.push("name", "must not be empty; omit it for the default");
+    }
+    if schema.is_empty() {
+        errors.push("schema", "must name a schema");
+    }
+}
+
 /// Records what is wrong with a retry policy, under `prefix` (`retry`).
 pub(crate) fn check_retry(retry: &RetryPolicy, prefix: &str, errors: &mut ConfigErrors) {
     if retry.max_attempts == 0 {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::PostgresDestination;
 use crate::config::{BuildDestination, ConfigErrors, from_table};
-use crate::postgres::check_connection;
+use crate::postgres::check_instance;
 
 /// Writes streams into PostgreSQL tables.
 ///
@@ -78,13 +78,12 @@ impl PostgresDestinationConfig {
     /// [`PostgresConnection::validate`]); every problem with its key path.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errors = ConfigErrors::new();
-        check_connection(&self.connection, "connection", &mut errors);
-        if self.name.as_deref() == Some("") {
-            errors.push("name", "must not be empty; omit it for the default");
-        }
-        if self.schema.is_empty() {
-            errors.push("schema", "must name a schema");
-        }
+        check_instance(
+            &self.connection,
+            self.name.as_deref(),
+            &self.schema,
+            &mut errors,
+        );
         if let Some(fillfactor) = self.fillfactor
             && !(10..=100).contains(&fillfactor)
         {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::PostgresSource;
 use crate::config::{BuildSource, ConfigErrors, from_table};
-use crate::postgres::{check_connection, check_retry};
+use crate::postgres::{check_connection, check_instance, check_retry};
 
 /// Default rows per batch (and per checkpoint).
 pub(crate) const DEFAULT_BATCH_SIZE: usize = 10_000;
@@ -217,13 +217,12 @@ impl PostgresSourceConfig {
     /// tables and columns exist is found when the source discovers them.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errors = ConfigErrors::new();
-        check_connection(&self.connection, "connection", &mut errors);
-        if self.name.as_deref() == Some("") {
-            errors.push("name", "must not be empty; omit it for the default");
-        }
-        if self.schema.is_empty() {
-            errors.push("schema", "must name a schema");
-        }
+        check_instance(
+            &self.connection,
+            self.name.as_deref(),
+            &self.schema,
+            &mut errors,
+        );
         check_names(&self.tables, "tables", &mut errors);
         for (table, stream) in &self.streams {
             let path = format!("streams.{}", crate::config::key_segment(table));
