@@ -28,6 +28,7 @@ use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::class::{DataClass, Glob};
 use crate::error::{Error, Result};
 use crate::mask::{Masking, Method};
+use crate::path::{NestedPath, PathPattern};
 use crate::policy::Policy;
 
 /// The `[roles]` and `[principals]` of an access policy.
@@ -67,7 +68,7 @@ pub struct Grant {
     /// Stream globs; empty means every stream.
     #[serde(default)]
     pub streams: Vec<String>,
-    /// Field globs; empty means every field.
+    /// Field name or path patterns, as in the policy's rules; empty means every field.
     #[serde(default)]
     pub fields: Vec<String>,
     /// Highest class readable in the clear.
@@ -178,6 +179,11 @@ impl Access {
         let matches = |globs: &[String], name: &str| {
             globs.is_empty() || globs.iter().any(|g| Glob::new(g).matches(name))
         };
+        // Field patterns are names or paths, as in the policy's rules.
+        let field = NestedPath::parse(request.field);
+        let field_matches = |patterns: &[String]| {
+            patterns.is_empty() || patterns.iter().any(|p| PathPattern::new(p).matches(&field))
+        };
         let mut best: Option<AccessDecision> = None;
         let mut nearest: Option<String> = None;
         for role_name in &principal.roles {
@@ -185,9 +191,7 @@ impl Access {
                 continue;
             };
             for grant in &role.grants {
-                if !matches(&grant.streams, request.stream)
-                    || !matches(&grant.fields, request.field)
-                {
+                if !matches(&grant.streams, request.stream) || !field_matches(&grant.fields) {
                     continue;
                 }
                 if !grant.purposes.iter().any(|p| p == request.purpose) {
@@ -244,7 +248,7 @@ impl Access {
         })
     }
 
-    /// The decision for every user field of `schema`.
+    /// The decision for every user field of `schema`, at every depth, by path.
     pub fn authorize_schema(
         &self,
         principal: &str,
@@ -270,7 +274,8 @@ impl Access {
     }
 
     /// A governed read: `data` as `principal` may see it for `purpose` — denied fields
-    /// removed, masked ones masked with the policy's keys — recorded in the audit log.
+    /// removed, masked ones masked with the policy's keys, at every depth (a denied
+    /// `traits.email` leaves the rest of `traits`) — recorded in the audit log.
     pub fn read(
         &self,
         principal: &str,
@@ -278,22 +283,28 @@ impl Access {
         stream: &str,
         data: &RecordBatch,
     ) -> Result<RecordBatch> {
-        let decisions = self.authorize_schema(principal, purpose, stream, &data.schema())?;
         let mut masking = Masking::new(format!("read by {principal}"), self.policy.keys().clone());
         let mut summary = BTreeMap::new();
-        for (field, decision) in &decisions {
-            let class = self
-                .policy
-                .classifier()
-                .classify(Some(stream), data.schema().field_with_name(field)?)?
-                .class;
+        for (leaf, c) in self
+            .policy
+            .classifier()
+            .classify_leaves(Some(stream), &data.schema())?
+        {
+            let field = leaf.path.to_string();
+            let decision = self.authorize(&AccessRequest {
+                principal,
+                purpose,
+                stream,
+                field: &field,
+                class: c.class,
+            });
             let method = match &decision.outcome {
                 AccessOutcome::Allow => None,
                 AccessOutcome::Masked(m) => Some(m.clone()),
                 AccessOutcome::Deny => Some(Method::Drop),
             };
             summary.insert(field.clone(), decision.to_string());
-            masking = masking.field(field.clone(), class, method);
+            masking = masking.field(field, c.class, method);
         }
         let view = masking.apply_to(data)?;
         if let Some(log) = &self.audit {

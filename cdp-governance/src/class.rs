@@ -1,15 +1,17 @@
-//! Data classes and how fields get one: Arrow field metadata, tracking-plan properties,
-//! field-name rules, and an explicit default.
+//! Data classes and how fields get one, at every depth: Arrow field metadata, tracking-plan
+//! properties, name and path rules, the class of opaque content, and an explicit default.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use cdp_core::arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::mask::{Keys, Masking};
+pub use crate::path::Glob;
+use crate::path::{Leaf, NestedPath, PathPattern, leaves};
 
 /// Field metadata key holding a field's class (`public`, `internal`, `sensitive`,
 /// `restricted`).
@@ -108,14 +110,16 @@ pub fn with_class(field: Field, class: DataClass) -> Field {
     field.with_metadata(metadata)
 }
 
-/// A rule assigning a class to every field whose name matches a pattern.
+/// A rule assigning a class to every field whose name or path matches a pattern.
 ///
-/// Patterns are case-insensitive globs: `*` matches any run of characters, `?` one
-/// character (`*email*`, `phone?`, `ip_address`).
+/// Patterns are case-insensitive: without a dot they match a field's name at any depth
+/// (`*email*`, `phone?`, `ip_address`), with dots its path (`traits.email`, `*.email`,
+/// `context.**`); see [`path`](crate::path). A rule matching a struct, list or map
+/// classifies everything inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassRule {
-    /// Glob on the field name.
+    /// Name or path pattern.
     pub pattern: String,
     /// The class given to matching fields.
     pub class: DataClass,
@@ -132,13 +136,24 @@ pub enum ClassSource {
         /// The stream (event) whose plan named the property.
         stream: String,
     },
-    /// A name rule.
+    /// A name or path rule.
     Rule {
         /// Position of the rule in the policy, from 1.
         index: usize,
         /// Its pattern.
         pattern: String,
     },
+    /// The struct, list or map the field is inside was classified, and everything inside
+    /// it takes (at least) that class.
+    Container {
+        /// The container's path.
+        path: String,
+        /// How the container got its class.
+        source: Box<ClassSource>,
+    },
+    /// The field's content is opaque to the schema (JSON text, map keys, open-keyed map
+    /// values): the policy's `opaque_class`.
+    Opaque,
     /// No metadata, plan entry or rule: the policy's `default_class`.
     Default,
 }
@@ -149,6 +164,8 @@ impl fmt::Display for ClassSource {
             ClassSource::Metadata => f.write_str("field metadata"),
             ClassSource::TrackingPlan { stream } => write!(f, "tracking plan of `{stream}`"),
             ClassSource::Rule { index, pattern } => write!(f, "rule #{index} `{pattern}`"),
+            ClassSource::Container { path, source } => write!(f, "inside `{path}`: {source}"),
+            ClassSource::Opaque => f.write_str("opaque content: opaque_class"),
             ClassSource::Default => f.write_str("default_class"),
         }
     }
@@ -163,51 +180,59 @@ pub struct Classification {
     pub source: ClassSource,
 }
 
-/// Assigns classes to fields: metadata first, then the stream's tracking plan, then the
-/// first matching name rule, then the default.
+/// Assigns classes to fields at every depth: metadata first, then the stream's tracking
+/// plan, then the first matching rule, then the default.
 ///
 /// Metadata wins because it is the most specific statement about a field (a schema
-/// contract or the source that produced it); rules are for everything nobody annotated.
+/// contract or the source that produced it); rules are for everything nobody annotated. A
+/// field inside a classified struct, list or map takes the higher of its own class and the
+/// container's, so `context.**` or metadata on `context` cover what arrives inside it later.
+/// Opaque content (see [`path`](crate::path)) takes at least the opaque class unless its
+/// own metadata says otherwise. A container's class is the highest class inside it.
 #[derive(Debug, Clone)]
 pub struct Classifier {
-    rules: Vec<(ClassRule, Glob)>,
-    tracking_plan: BTreeMap<String, BTreeMap<String, DataClass>>,
-    /// For flows whose stream is unknown: the highest class any plan gives a property.
-    plan_any: HashMap<String, (DataClass, String)>,
+    rules: Vec<(ClassRule, PathPattern)>,
+    tracking_plan: BTreeMap<String, Vec<(PathPattern, DataClass)>>,
     default: DataClass,
+    opaque: DataClass,
 }
 
 impl Classifier {
-    /// A classifier from rules (first match wins), tracking-plan properties per stream, and
-    /// the class of everything else.
+    /// A classifier from rules (first match wins), tracking-plan properties per stream
+    /// (names or paths), and the class of everything else. Opaque content is `restricted`
+    /// unless [`with_opaque_class`](Classifier::with_opaque_class) says otherwise.
     pub fn new(
         rules: Vec<ClassRule>,
         tracking_plan: BTreeMap<String, BTreeMap<String, DataClass>>,
         default: DataClass,
     ) -> Self {
-        let mut plan_any: HashMap<String, (DataClass, String)> = HashMap::new();
-        for (stream, properties) in &tracking_plan {
-            for (property, class) in properties {
-                let entry = plan_any
-                    .entry(property.clone())
-                    .or_insert((*class, stream.clone()));
-                if *class > entry.0 {
-                    *entry = (*class, stream.clone());
-                }
-            }
-        }
         Classifier {
             rules: rules
                 .into_iter()
                 .map(|r| {
-                    let glob = Glob::new(&r.pattern);
-                    (r, glob)
+                    let pattern = PathPattern::new(&r.pattern);
+                    (r, pattern)
                 })
                 .collect(),
-            tracking_plan,
-            plan_any,
+            tracking_plan: tracking_plan
+                .into_iter()
+                .map(|(stream, properties)| {
+                    let properties = properties
+                        .into_iter()
+                        .map(|(property, class)| (PathPattern::new(&property), class))
+                        .collect();
+                    (stream, properties)
+                })
+                .collect(),
             default,
+            opaque: DataClass::Restricted,
         }
+    }
+
+    /// Sets the class of opaque content.
+    pub fn with_opaque_class(mut self, class: DataClass) -> Self {
+        self.opaque = class;
+        self
     }
 
     /// The class of unclassified fields.
@@ -215,125 +240,157 @@ impl Classifier {
         self.default
     }
 
-    /// Classifies one field of `stream`.
-    ///
-    /// With `stream` unknown (`None`, as for per-destination transforms shared by every
-    /// stream), a tracking-plan property takes the highest class any stream's plan gives it,
-    /// so a shared transform never under-protects.
-    pub fn classify(&self, stream: Option<&str>, field: &Field) -> Result<Classification> {
+    /// The class of opaque content nobody classified.
+    pub fn opaque_class(&self) -> DataClass {
+        self.opaque
+    }
+
+    /// What metadata, the plan or a rule say about the field at `path`, without defaults.
+    fn explicit(
+        &self,
+        stream: Option<&str>,
+        path: &NestedPath,
+        field: &Field,
+    ) -> Result<Option<Classification>> {
         if let Some(class) = field_class(field)? {
-            return Ok(Classification {
+            return Ok(Some(Classification {
                 class,
                 source: ClassSource::Metadata,
-            });
+            }));
         }
-        let name = field.name();
-        let planned = match stream {
-            Some(stream) => self
-                .tracking_plan
-                .get(stream)
-                .and_then(|p| p.get(name))
-                .map(|c| (*c, stream.to_string())),
-            None => self.plan_any.get(name).cloned(),
-        };
+        // With the stream unknown (a transform shared by every stream), a property takes the
+        // highest class any stream's plan gives it, so a shared transform never
+        // under-protects.
+        let planned = self
+            .tracking_plan
+            .iter()
+            .filter(|(s, _)| stream.is_none_or(|stream| stream == s.as_str()))
+            .flat_map(|(s, properties)| {
+                properties
+                    .iter()
+                    .filter(|(pattern, _)| pattern.matches(path))
+                    .map(move |(_, class)| (*class, s))
+            })
+            .max_by_key(|(class, _)| *class);
         if let Some((class, stream)) = planned {
-            return Ok(Classification {
+            return Ok(Some(Classification {
                 class,
-                source: ClassSource::TrackingPlan { stream },
-            });
+                source: ClassSource::TrackingPlan {
+                    stream: stream.clone(),
+                },
+            }));
         }
-        for (index, (rule, glob)) in self.rules.iter().enumerate() {
-            if glob.matches(name) {
-                return Ok(Classification {
-                    class: rule.class,
-                    source: ClassSource::Rule {
-                        index: index + 1,
-                        pattern: rule.pattern.clone(),
+        Ok(self
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, (_, pattern))| pattern.matches(path))
+            .map(|(index, (rule, _))| Classification {
+                class: rule.class,
+                source: ClassSource::Rule {
+                    index: index + 1,
+                    pattern: rule.pattern.clone(),
+                },
+            }))
+    }
+
+    /// Classifies one leaf of `stream` (see [`leaves`](crate::path::leaves)).
+    pub fn classify_leaf(&self, stream: Option<&str>, leaf: &Leaf) -> Result<Classification> {
+        let own = self.explicit(stream, &leaf.path, &leaf.field)?;
+        // Metadata on the field itself is the one way to say what opaque content holds.
+        let declared = matches!(
+            own,
+            Some(Classification {
+                source: ClassSource::Metadata,
+                ..
+            })
+        );
+        let mut best = own;
+        for (path, container) in &leaf.ancestors {
+            if let Some(c) = self.explicit(stream, path, container)?
+                && best.as_ref().is_none_or(|b| c.class > b.class)
+            {
+                best = Some(Classification {
+                    class: c.class,
+                    source: ClassSource::Container {
+                        path: path.to_string(),
+                        source: Box::new(c.source),
                     },
                 });
             }
         }
-        Ok(Classification {
+        if leaf.opaque && !declared && best.as_ref().is_none_or(|b| self.opaque > b.class) {
+            best = Some(Classification {
+                class: self.opaque,
+                source: ClassSource::Opaque,
+            });
+        }
+        Ok(best.unwrap_or(Classification {
             class: self.default,
             source: ClassSource::Default,
-        })
+        }))
     }
 
-    /// Classifies every user field of `schema` (system `_cdp_` columns are not governed).
+    /// Classifies one top-level field of `stream`: for a struct, list or map, the highest
+    /// class inside it.
+    pub fn classify(&self, stream: Option<&str>, field: &Field) -> Result<Classification> {
+        let schema = Schema::new(vec![field.clone()]);
+        let mut highest: Option<Classification> = None;
+        for leaf in leaves(&schema) {
+            let c = self.classify_leaf(stream, &leaf)?;
+            if highest.as_ref().is_none_or(|h| c.class > h.class) {
+                highest = Some(c);
+            }
+        }
+        match highest {
+            Some(c) => Ok(c),
+            // A system column or an empty struct: what the field itself says.
+            None => Ok(self
+                .explicit(stream, &NestedPath::column(field.name()), field)?
+                .unwrap_or(Classification {
+                    class: self.default,
+                    source: ClassSource::Default,
+                })),
+        }
+    }
+
+    /// Classifies every leaf of the user columns of `schema` (system `_cdp_` columns are
+    /// not governed), in schema order.
+    pub fn classify_leaves(
+        &self,
+        stream: Option<&str>,
+        schema: &Schema,
+    ) -> Result<Vec<(Leaf, Classification)>> {
+        leaves(schema)
+            .into_iter()
+            .map(|leaf| {
+                let c = self.classify_leaf(stream, &leaf)?;
+                Ok((leaf, c))
+            })
+            .collect()
+    }
+
+    /// [`classify_leaves`](Classifier::classify_leaves), by printed path.
     pub fn classify_schema(
         &self,
         stream: Option<&str>,
         schema: &Schema,
     ) -> Result<Vec<(String, Classification)>> {
-        schema
-            .fields()
-            .iter()
-            .filter(|f| !cdp_core::record::is_system_column(f.name()))
-            .map(|f| Ok((f.name().clone(), self.classify(stream, f)?)))
-            .collect()
+        Ok(self
+            .classify_leaves(stream, schema)?
+            .into_iter()
+            .map(|(leaf, c)| (leaf.path.to_string(), c))
+            .collect())
     }
 
-    /// `schema` with every user field's class written into its metadata, so later stages
+    /// `schema` with every user leaf's class written into its metadata, so later stages
     /// (and other crates) read the class without the rules.
     pub fn annotate(&self, stream: Option<&str>, schema: &Schema) -> Result<SchemaRef> {
-        let fields: Vec<Field> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                if cdp_core::record::is_system_column(f.name()) {
-                    return Ok(f.as_ref().clone());
-                }
-                let class = self.classify(stream, f)?.class;
-                Ok(with_class(f.as_ref().clone(), class))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Arc::new(Schema::new_with_metadata(
-            fields,
-            schema.metadata().clone(),
-        )))
-    }
-}
-
-/// A case-insensitive glob with `*` and `?`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob {
-    pattern: Vec<char>,
-}
-
-impl Glob {
-    /// Compiles `pattern`.
-    pub fn new(pattern: &str) -> Self {
-        Glob {
-            pattern: pattern.to_lowercase().chars().collect(),
+        let mut masking = Masking::new("annotate", Keys::new());
+        for (leaf, c) in self.classify_leaves(stream, schema)? {
+            masking = masking.field(leaf.path.to_string(), c.class, None);
         }
-    }
-
-    /// Whether `text` matches, ignoring case.
-    pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.to_lowercase().chars().collect();
-        let p = &self.pattern;
-        // Iterative matcher with one backtrack point: linear for the patterns people write.
-        let (mut ti, mut pi) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < text.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == text[ti]) {
-                ti += 1;
-                pi += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some((pi, ti));
-                pi += 1;
-            } else if let Some((sp, st)) = star {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            } else {
-                return false;
-            }
-        }
-        while pi < p.len() && p[pi] == '*' {
-            pi += 1;
-        }
-        pi == p.len()
+        masking.masked_schema(schema)
     }
 }
 

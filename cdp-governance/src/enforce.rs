@@ -7,13 +7,13 @@ use serde::Serialize;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::class::Classification;
 use crate::error::{Error, Result};
-use crate::mask::{MASKING_METADATA_KEY, Method};
+use crate::mask::Method;
 use crate::policy::{Policy, Rule, Treatment};
 
 /// One field that may not flow as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// The field.
+    /// The field's path (`traits.email`, `contacts[].email`).
     pub field: String,
     /// Its class and where that came from.
     pub classification: Classification,
@@ -47,9 +47,10 @@ impl std::fmt::Display for Violation {
 /// Checks flows against a [`Policy`]; add it with
 /// [`PipelineBuilder::check`](cdp_core::PipelineBuilder::check).
 ///
-/// A field passes when the policy lets it through in the clear, or when its metadata says it
-/// was masked with the required method (or one that reveals less); a field that must be
-/// dropped passes only by being absent. Every check is recorded in the policy's audit log,
+/// Every field counts, at every depth. A field passes when the policy lets it through in the
+/// clear, or when its metadata (or that of a struct, list or map around it) says it was
+/// masked with the required method (or one that reveals less); a field that must be dropped
+/// passes only by being absent. Every check is recorded in the policy's audit log,
 /// if it has one; a failure to record refuses the flow (governance fails closed).
 #[derive(Debug, Clone)]
 pub struct Enforcer {
@@ -71,19 +72,20 @@ impl Enforcer {
         schema: &cdp_core::arrow::datatypes::Schema,
     ) -> Result<Vec<Violation>> {
         let mut violations = Vec::new();
-        for (name, classification) in self
+        for (leaf, classification) in self
             .policy
             .classifier()
-            .classify_schema(Some(stream), schema)?
+            .classify_leaves(Some(stream), schema)?
         {
-            let (treatment, rule) = self
-                .policy
-                .treatment(destination, &name, classification.class);
-            let applied_marker = schema
-                .field_with_name(&name)
-                .ok()
-                .and_then(|f| f.metadata().get(MASKING_METADATA_KEY).cloned());
-            let applied = applied_marker.as_deref().and_then(Method::from_marker);
+            let containers: Vec<_> = leaf.ancestors.iter().map(|(p, _)| p.clone()).collect();
+            let (treatment, rule, _) = self.policy.treatment_at(
+                destination,
+                &leaf.path,
+                &containers,
+                classification.class,
+            );
+            // The leaf's own marker, or that of a masked container around it.
+            let applied = leaf.marker.as_deref().and_then(Method::from_marker);
             let ok = match &treatment {
                 Treatment::Clear => true,
                 Treatment::Forbidden => false,
@@ -93,11 +95,11 @@ impl Enforcer {
             };
             if !ok {
                 violations.push(Violation {
-                    field: name,
+                    field: leaf.path.to_string(),
                     classification,
                     treatment,
                     rule,
-                    applied: applied_marker,
+                    applied: leaf.marker,
                 });
             }
         }
@@ -107,12 +109,9 @@ impl Enforcer {
     fn evaluate(&self, flow: &Flow<'_>) -> Result<()> {
         let violations = self.violations(flow.stream, flow.destination, flow.schema)?;
         if let Some(log) = self.policy.audit_log() {
-            let fields: Vec<&str> = flow
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .filter(|n| !cdp_core::record::is_system_column(n))
+            let fields: Vec<String> = crate::path::leaves(flow.schema)
+                .into_iter()
+                .map(|leaf| leaf.path.to_string())
                 .collect();
             log.append(AuditEvent::new(
                 AuditKind::PolicyDecision,

@@ -1,8 +1,10 @@
 //! Governance for `cdp` pipelines: data classes, policies, masking, consent, erasure and a
 //! tamper-evident audit log, enforced inside the pipeline rather than after it.
 //!
-//! A field's [`DataClass`] (from its Arrow metadata, a tracking plan, a name rule or the
-//! policy's explicit default) decides where it may flow and in what form. A [`Policy`]
+//! A field's [`DataClass`] (from its Arrow metadata, a tracking plan, a name or path rule or
+//! the policy's explicit default) decides where it may flow and in what form — for every
+//! field at every depth: `traits.email` inside a struct, `contacts[].email` inside a list
+//! of structs, the keys of a map (see [`path`]). A [`Policy`]
 //! (TOML or JSON) names, per destination, the highest class it may receive in the clear,
 //! its purposes, and the masking each class needs first. Two things plug it into a
 //! pipeline:
@@ -89,8 +91,10 @@ pub mod enforce;
 pub mod erasure;
 pub mod error;
 pub mod mask;
+pub mod path;
 pub mod policy;
 pub mod retention;
+mod rewrite;
 
 pub use access::{
     Access, AccessConfig, AccessDecision, AccessOutcome, AccessRequest, Grant, PrincipalConfig,
@@ -113,7 +117,8 @@ pub use erasure::{
     tombstones, tombstones_by,
 };
 pub use error::{Error, Result};
-pub use mask::{HashKey, Keys, MASKING_METADATA_KEY, Masking, Method, Tokenizer};
+pub use mask::{FieldAction, HashKey, Keys, MASKING_METADATA_KEY, Masking, Method, Tokenizer};
+pub use path::{JSON_EXTENSION, Leaf, NestedPath, PathPattern};
 pub use policy::{
     Decision, DestinationPolicy, Policy, PolicyConfig, Rule, Treatment, decisions_for_file,
 };

@@ -26,9 +26,14 @@
 //! streams = { pages = "90d" }
 //! ```
 //!
+//! Every field counts, at every depth: `traits.email`, `contacts[].email` and
+//! `context.traits.phone` are classified, decided and masked like top-level columns (see
+//! [`path`](crate::path) for how patterns name them).
+//!
 //! For a field of class `c` going to destination `d` the rule is, in order: `d.fields`
-//! names the field → that method; `d.require` names `c` → that method; `c <= d.max_class` →
-//! in the clear; otherwise the field must not reach `d` at all.
+//! names the field (or a struct, list or map it is in) → that method; `d.require` names
+//! `c` → that method; `c <= d.max_class` → in the clear; otherwise the field must not reach
+//! `d` at all.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,7 +48,8 @@ use crate::audit::{AuditEvent, AuditKind, AuditLog, Digest};
 use crate::class::{ClassRule, Classification, Classifier, DataClass};
 use crate::enforce::Enforcer;
 use crate::error::{Error, Result};
-use crate::mask::{Keys, Masking, Method};
+use crate::mask::{Action, Keys, Masking, Method, Plan};
+use crate::path::{Leaf, NestedPath, PathPattern};
 use crate::retention::RetentionConfig;
 
 /// A policy file: the serde form of a [`Policy`]. Field docs are the file's reference.
@@ -53,7 +59,12 @@ pub struct PolicyConfig {
     /// Class of every field that no metadata, tracking plan or rule classifies. Required,
     /// so that "unclassified" is always a decision someone made.
     pub default_class: DataClass,
-    /// Name rules, first match wins.
+    /// Class of fields whose content the schema cannot see into (JSON text, map keys,
+    /// open-keyed map values) unless their own metadata says otherwise; default
+    /// `restricted`, so such a field cannot carry data past the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque_class: Option<DataClass>,
+    /// Name and path rules, first match wins.
     #[serde(default)]
     pub classify: Vec<ClassRule>,
     /// Classes of tracking-plan properties, per stream (event) name.
@@ -85,7 +96,8 @@ pub struct DestinationPolicy {
     #[serde(default)]
     pub require: BTreeMap<DataClass, Method>,
     /// Per-field methods, overriding the class requirement (e.g. `year` for a birth date
-    /// where its class would demand `hash`).
+    /// where its class would demand `hash`). Keys are names (any depth) or paths, as in
+    /// [`ClassRule`]; on a struct, list or map only `null` and `drop` apply, to all of it.
     #[serde(default)]
     pub fields: BTreeMap<String, Method>,
 }
@@ -154,7 +166,8 @@ impl PolicyConfig {
             self.classify.clone(),
             self.tracking_plan.clone(),
             self.default_class,
-        );
+        )
+        .with_opaque_class(self.opaque_class.unwrap_or(DataClass::Restricted));
         Ok(Policy {
             digest: Digest::of(&canonical),
             config: Arc::new(self),
@@ -348,27 +361,52 @@ impl Policy {
             .unwrap_or_default()
     }
 
-    /// What must happen to `field` of class `class` on its way to `destination`, and why.
+    /// What must happen to the top-level `field` of class `class` on its way to
+    /// `destination`, and why.
     pub fn treatment(&self, destination: &str, field: &str, class: DataClass) -> (Treatment, Rule) {
+        let path = NestedPath::column(field);
+        let (treatment, rule, _) = self.treatment_at(destination, &path, &[], class);
+        (treatment, rule)
+    }
+
+    /// What must happen to the field at `path` (inside `containers`, outermost first) of
+    /// class `class` on its way to `destination`, why, and the path the treatment applies
+    /// to: the field itself, or a container a `fields` entry names as a whole.
+    pub fn treatment_at(
+        &self,
+        destination: &str,
+        path: &NestedPath,
+        containers: &[NestedPath],
+        class: DataClass,
+    ) -> (Treatment, Rule, NestedPath) {
         let Some((scope, d)) = self.destination(destination) else {
             return (
                 Treatment::Forbidden,
                 Rule::NoPolicy {
                     destination: destination.to_string(),
                 },
+                path.clone(),
             );
         };
-        if let Some(method) = d.fields.get(field) {
-            let rule = Rule::Field {
-                scope,
-                field: field.to_string(),
-            };
-            return (Treatment::Mask(method.clone()), rule);
+        // A container named in `fields` covers everything inside it; the outermost wins.
+        for at in containers.iter().chain([path]) {
+            if let Some((key, method)) = d
+                .fields
+                .iter()
+                .find(|(key, _)| PathPattern::new(key).matches(at))
+            {
+                let rule = Rule::Field {
+                    scope,
+                    field: key.clone(),
+                };
+                return (Treatment::Mask(method.clone()), rule, at.clone());
+            }
         }
         if let Some(method) = d.require.get(&class) {
             return (
                 Treatment::Mask(method.clone()),
                 Rule::Class { scope, class },
+                path.clone(),
             );
         }
         let rule = Rule::MaxClass {
@@ -376,34 +414,48 @@ impl Policy {
             max_class: d.max_class,
         };
         if class <= d.max_class {
-            (Treatment::Clear, rule)
+            (Treatment::Clear, rule, path.clone())
         } else {
-            (Treatment::Forbidden, rule)
+            (Treatment::Forbidden, rule, path.clone())
         }
     }
 
-    /// The decisions for every user field of `schema` going to `destination`.
+    /// The decision for one leaf, and the path its treatment applies to.
+    fn decide_leaf(
+        &self,
+        stream: Option<&str>,
+        destination: &str,
+        leaf: &Leaf,
+        classification: Classification,
+    ) -> (Decision, NestedPath) {
+        let containers: Vec<NestedPath> = leaf.ancestors.iter().map(|(p, _)| p.clone()).collect();
+        let (treatment, rule, at) =
+            self.treatment_at(destination, &leaf.path, &containers, classification.class);
+        let decision = Decision {
+            stream: stream.map(str::to_string),
+            destination: destination.to_string(),
+            field: leaf.path.to_string(),
+            classification,
+            treatment,
+            rule,
+        };
+        (decision, at)
+    }
+
+    /// The decisions for every user field of `schema`, at every depth, going to
+    /// `destination`.
     pub fn decide(
         &self,
         stream: Option<&str>,
         destination: &str,
         schema: &Schema,
     ) -> Result<Vec<Decision>> {
-        self.classifier
-            .classify_schema(stream, schema)?
+        Ok(self
+            .classifier
+            .classify_leaves(stream, schema)?
             .into_iter()
-            .map(|(field, classification)| {
-                let (treatment, rule) = self.treatment(destination, &field, classification.class);
-                Ok(Decision {
-                    stream: stream.map(str::to_string),
-                    destination: destination.to_string(),
-                    field,
-                    classification,
-                    treatment,
-                    rule,
-                })
-            })
-            .collect()
+            .map(|(leaf, c)| self.decide_leaf(stream, destination, &leaf, c).0)
+            .collect())
     }
 
     /// Every decision for `streams` (name and user schema) and every destination the
@@ -418,13 +470,37 @@ impl Policy {
         Ok(out)
     }
 
+    /// The masking plan for batches of `schema` to `destination`.
+    pub(crate) fn plan_for(&self, destination: &str, schema: &Schema) -> Result<Plan> {
+        let mut plan = Plan::default();
+        for (leaf, classification) in self.classifier.classify_leaves(None, schema)? {
+            let (decision, at) = self.decide_leaf(None, destination, &leaf, classification);
+            let method = match decision.treatment {
+                Treatment::Clear => None,
+                Treatment::Forbidden => Some(Method::Drop),
+                Treatment::Mask(method) => Some(method),
+            };
+            let class = decision.classification.class;
+            plan.insert(
+                at,
+                Action {
+                    class,
+                    method,
+                    rule: Some(decision.rule.to_string()),
+                },
+            );
+        }
+        Ok(plan)
+    }
+
     /// The masking transform `destination` needs for batches of `schema`, for
     /// [`PipelineBuilder::destination_with`](cdp_core::PipelineBuilder::destination_with).
     ///
-    /// Built for one schema and shared by all streams to that destination, so classes come
-    /// from metadata and rules, with tracking-plan properties at the highest class any
-    /// stream's plan gives them. Fails, naming the field, when a required method does not
-    /// fit a field's type or lacks its key.
+    /// Shared by all streams to that destination, so classes come from metadata and rules,
+    /// with tracking-plan properties at the highest class any stream's plan gives them. It
+    /// asks the policy about every schema it sees, so fields added by a later schema change
+    /// (at any depth) are masked as the policy says. Fails, naming the field and the rule,
+    /// when a required method does not fit `schema`'s field or lacks its key.
     pub fn masking_for(&self, destination: &str, schema: &Schema) -> Result<Masking> {
         if self.destination(destination).is_none() {
             return Err(Error::InvalidPolicy(format!(
@@ -432,33 +508,13 @@ impl Policy {
                  is no [default_destination]"
             )));
         }
-        let mut masking = Masking::new(format!("governance:{destination}"), self.keys.clone());
-        for decision in self.decide(None, destination, schema)? {
-            let method = match decision.treatment {
-                Treatment::Clear => None,
-                Treatment::Forbidden => Some(Method::Drop),
-                Treatment::Mask(method) => Some(method),
-            };
-            if let Some(method) = &method
-                && let Ok(field) = schema.field_with_name(&decision.field)
-            {
-                method
-                    .check(&decision.field, field.data_type(), &self.keys)
-                    .map_err(|e| match e {
-                        Error::Masking {
-                            field,
-                            method,
-                            message,
-                        } => Error::Masking {
-                            field,
-                            method,
-                            message: format!("{message} (rule {})", decision.rule),
-                        },
-                        other => other,
-                    })?;
-            }
-            masking = masking.field(decision.field, decision.classification.class, method);
-        }
+        let masking = Masking::derived(
+            format!("governance:{destination}"),
+            self.clone(),
+            destination,
+        );
+        // Planned now, so a method that does not fit a field fails before the run starts.
+        masking.masked_schema(schema)?;
         Ok(masking)
     }
 

@@ -1,7 +1,7 @@
 //! Retention: how long data of a class or stream may be kept, and a sweeper that removes
 //! what is past it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,18 +11,22 @@ use cdp_core::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
 };
 use cdp_core::arrow::compute::kernels::cmp::lt;
-use cdp_core::arrow::compute::{cast, filter_record_batch, is_not_null, not, nullif, or_kleene};
-use cdp_core::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use cdp_core::arrow::compute::{
+    cast, filter_record_batch, is_not_null, not, nullif, or_kleene, take,
+};
+use cdp_core::arrow::datatypes::{DataType, Field, FieldRef, Schema, TimeUnit};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::class::DataClass;
 use crate::error::{Error, Result};
+use crate::path::NestedPath;
 use crate::policy::Policy;
+use crate::rewrite::{Rewrite, Rows, Visit, rewrite_column};
 
 /// A retention period, written `90d`, `12h`, `2w`, `1y` (365 days), `30m`, `45s`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct RetentionPeriod {
     seconds: i64,
@@ -170,38 +174,47 @@ impl Sweeper {
         };
 
         let schema = data.schema();
-        let mut fields: Vec<Arc<Field>> = Vec::with_capacity(schema.fields().len());
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        let mut values_cleared = BTreeMap::new();
-        for (field, column) in schema.fields().iter().zip(data.columns()) {
-            let period =
-                if cdp_core::record::is_system_column(field.name()) || field.name() == time_name {
-                    None
-                } else {
-                    let class = self
-                        .policy
-                        .classifier()
-                        .classify(Some(stream), field)?
-                        .class;
-                    config.classes.get(&class).copied()
-                };
-            match period {
-                None => {
-                    fields.push(field.clone());
-                    columns.push(column.clone());
-                }
-                Some(period) => {
-                    let expired = older_than(period)?;
-                    let cleared = nullif(column, &expired)?;
-                    let count = cleared.null_count() - column.null_count();
-                    if count > 0 {
-                        values_cleared.insert(field.name().clone(), count);
-                    }
-                    fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
-                    columns.push(cleared);
-                }
+        // The period of every leaf whose class has one, at every depth.
+        let mut periods: HashMap<NestedPath, RetentionPeriod> = HashMap::new();
+        for (leaf, c) in self
+            .policy
+            .classifier()
+            .classify_leaves(Some(stream), &schema)?
+        {
+            if leaf.path.is_top_level() && leaf.path.name() == time_name {
+                continue;
+            }
+            if let Some(period) = config.classes.get(&c.class) {
+                periods.insert(leaf.path, *period);
             }
         }
+        let mut expired_by_period: HashMap<RetentionPeriod, BooleanArray> = HashMap::new();
+        for period in periods.values() {
+            if !expired_by_period.contains_key(period) {
+                expired_by_period.insert(*period, older_than(*period)?);
+            }
+        }
+        let clearing = Clearing {
+            periods: &periods,
+            expired: &expired_by_period,
+            cleared: std::cell::RefCell::new(BTreeMap::new()),
+        };
+        let mut fields: Vec<Arc<Field>> = Vec::with_capacity(schema.fields().len());
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for (field, column) in schema.fields().iter().zip(data.columns()) {
+            let touched = !cdp_core::record::is_system_column(field.name())
+                && periods.keys().any(|p| p.column_name() == field.name());
+            if !touched {
+                fields.push(field.clone());
+                columns.push(column.clone());
+                continue;
+            }
+            if let Some((field, Some(column))) = rewrite_column(field, Some(column), &clearing)? {
+                fields.push(field);
+                columns.push(column);
+            }
+        }
+        let values_cleared = clearing.cleared.into_inner();
         let cleared = RecordBatch::try_new(
             Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
             columns,
@@ -238,6 +251,54 @@ impl Sweeper {
             values_cleared,
             rows_undated,
         })
+    }
+}
+
+/// Clears, at every leaf with a period, the values of rows older than it.
+struct Clearing<'a> {
+    periods: &'a HashMap<NestedPath, RetentionPeriod>,
+    expired: &'a HashMap<RetentionPeriod, BooleanArray>,
+    cleared: std::cell::RefCell<BTreeMap<String, usize>>,
+}
+
+impl Rewrite for Clearing<'_> {
+    fn visit(
+        &self,
+        path: &NestedPath,
+        field: &FieldRef,
+        array: Option<&ArrayRef>,
+        rows: &Rows,
+    ) -> Result<Visit> {
+        let Some(period) = self.periods.get(path) else {
+            return Ok(if self.periods.keys().any(|p| p.starts_with(path)) {
+                Visit::Descend
+            } else {
+                Visit::Keep
+            });
+        };
+        let (Some(array), Some(expired)) = (array, self.expired.get(period)) else {
+            return Ok(Visit::Keep);
+        };
+        // Per element: is the row it belongs to expired?
+        let expired = match rows {
+            Rows::Same => expired.clone(),
+            Rows::Mapped(indices) => take(expired, indices, None)?.as_boolean().clone(),
+        };
+        let cleared = nullif(array, &expired)?;
+        let count = cleared.null_count() - array.null_count();
+        if count > 0 {
+            *self
+                .cleared
+                .borrow_mut()
+                .entry(path.to_string())
+                .or_default() += count;
+        }
+        let field = Arc::new(field.as_ref().clone().with_nullable(true));
+        Ok(Visit::Replace(field, Some(cleared)))
+    }
+
+    fn needs_rows(&self) -> bool {
+        true
     }
 }
 

@@ -7,10 +7,11 @@
 
 pub mod generalise;
 pub mod hash;
+mod nested;
 pub mod token;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cdp_core::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, StringArray, StringBuilder,
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::class::{DataClass, with_class};
 use crate::error::{Error, Result};
 pub use hash::HashKey;
+pub(crate) use nested::{Action, Plan};
 pub use token::Tokenizer;
 
 /// Field metadata key recording which masking method produced a field's values.
@@ -132,8 +134,23 @@ impl Method {
                 ))
             }
         };
+        let nested = matches!(
+            data_type,
+            DataType::Struct(_)
+                | DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::FixedSizeList(..)
+                | DataType::Map(..)
+        );
         match self {
             Method::Drop | Method::Null => Ok(()),
+            _ if nested => Err(Error::masking(
+                field,
+                self,
+                format!(
+                    "the field is {data_type}, not a value: mask the fields inside it, or use                      `null` or `drop`"
+                ),
+            )),
             Method::Redact | Method::Partial { .. } => textual(),
             Method::Hash => {
                 textual()?;
@@ -358,7 +375,8 @@ pub fn partial(array: &ArrayRef, keep_last: usize) -> Result<StringArray> {
 /// What a [`Masking`] transform does to one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldAction {
-    /// The field.
+    /// The field: a top-level name or a path to a nested one (`traits.email`,
+    /// `contacts[].email`; see [`path`](crate::path)).
     pub field: String,
     /// Its class, written into the output field's metadata.
     pub class: DataClass,
@@ -366,17 +384,32 @@ pub struct FieldAction {
     pub method: Option<Method>,
 }
 
-/// A transform applying masking methods to named fields, one column at a time.
+/// A transform applying masking methods to fields at any depth, one column (or child
+/// array) at a time.
 ///
-/// Fields it was not told about pass through untouched and unannotated, so the
-/// [`Enforcer`](crate::Enforcer) classifies them afresh: a field that appears in a later
-/// schema change is judged by the policy rather than waved through. Fields it was told
-/// about but that are missing from a batch are skipped (nothing to protect).
+/// Two ways to say what it does:
+///
+/// * built from a policy ([`Policy::masking_for`](crate::Policy::masking_for)), it asks the
+///   policy about every field of every schema it sees, so a field that appears in a later
+///   schema change — a new nested key of schemaless input — is masked as the policy says;
+/// * built by hand with [`field`](Masking::field), it does exactly the listed actions.
+///   Fields it was not told about pass through untouched and unannotated, so the
+///   [`Enforcer`](crate::Enforcer) classifies them afresh and refuses what the policy
+///   forbids. Listed fields missing from a batch are skipped (nothing to protect).
+///
+/// A nested field is masked in place: the method runs on its child array and the structs,
+/// lists and maps above it are rebuilt around the result, keeping their other fields and
+/// their nulls. `drop` removes the field from its struct's type (a struct left empty goes
+/// too); on a whole struct, list or map only `null` and `drop` apply.
 #[derive(Debug, Clone)]
 pub struct Masking {
     name: String,
     actions: Vec<FieldAction>,
     keys: Keys,
+    /// The policy and destination to ask, when built from a policy.
+    derived: Option<(crate::policy::Policy, String)>,
+    /// The plan of the last schema seen: schemas change rarely, batches often.
+    cache: Arc<Mutex<Option<(SchemaRef, Arc<Plan>)>>>,
 }
 
 impl Masking {
@@ -386,10 +419,26 @@ impl Masking {
             name: name.into(),
             actions: Vec::new(),
             keys,
+            derived: None,
+            cache: Arc::default(),
         }
     }
 
-    /// Adds an action on `field`.
+    /// A masking transform doing what `policy` requires for `destination`, for every schema
+    /// it is given.
+    pub(crate) fn derived(
+        name: impl Into<String>,
+        policy: crate::policy::Policy,
+        destination: impl Into<String>,
+    ) -> Self {
+        let keys = policy.keys().clone();
+        Masking {
+            derived: Some((policy, destination.into())),
+            ..Masking::new(name, keys)
+        }
+    }
+
+    /// Adds an action on `field` (a name or a path).
     pub fn field(
         mut self,
         field: impl Into<String>,
@@ -404,47 +453,73 @@ impl Masking {
         self
     }
 
-    /// The actions, in the order they were added.
+    /// The listed actions, in the order they were added (empty for a transform built from
+    /// a policy: see [`actions_for`](Masking::actions_for)).
     pub fn actions(&self) -> &[FieldAction] {
         &self.actions
     }
 
-    fn action(&self, name: &str) -> Option<&FieldAction> {
-        self.actions.iter().find(|a| a.field == name)
+    /// What the transform does to each field of `schema` (paths as printed, in schema
+    /// order).
+    pub fn actions_for(&self, schema: &Schema) -> Result<Vec<FieldAction>> {
+        let plan = self.plan(schema)?;
+        Ok(plan.listed())
+    }
+
+    fn plan(&self, schema: &Schema) -> Result<Arc<Plan>> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((cached, plan)) = cache.as_ref()
+            && **cached == *schema
+        {
+            return Ok(plan.clone());
+        }
+        let plan = match &self.derived {
+            Some((policy, destination)) => policy.plan_for(destination, schema)?,
+            None => self.listed_plan(schema),
+        };
+        plan.check(schema, &self.keys)?;
+        let plan = Arc::new(plan);
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((Arc::new(schema.clone()), plan.clone()));
+        }
+        Ok(plan)
+    }
+
+    fn listed_plan(&self, schema: &Schema) -> Plan {
+        let mut plan = Plan::default();
+        let nodes = crate::path::nodes(schema);
+        for action in &self.actions {
+            let key = action.field.replace("[]", "");
+            for path in nodes
+                .iter()
+                .filter(|p| p.key() == key || (p.is_top_level() && p.name() == action.field))
+            {
+                plan.insert(
+                    path.clone(),
+                    Action {
+                        class: action.class,
+                        method: action.method.clone(),
+                        rule: None,
+                    },
+                );
+            }
+        }
+        plan
     }
 
     /// Masks a record batch.
     pub fn apply_to(&self, data: &RecordBatch) -> Result<RecordBatch> {
         let schema = data.schema();
+        let plan = self.plan(&schema)?;
+        if plan.is_empty() {
+            return Ok(data.clone());
+        }
         let mut fields = Vec::with_capacity(schema.fields().len());
         let mut columns = Vec::with_capacity(schema.fields().len());
         for (field, column) in schema.fields().iter().zip(data.columns()) {
-            match self.action(field.name()) {
-                None => {
-                    fields.push(field.clone());
-                    columns.push(column.clone());
-                }
-                Some(FieldAction {
-                    class,
-                    method: None,
-                    ..
-                }) => {
-                    fields.push(Arc::new(with_class(field.as_ref().clone(), *class)));
-                    columns.push(column.clone());
-                }
-                Some(FieldAction {
-                    class,
-                    method: Some(method),
-                    ..
-                }) => {
-                    if let (Some(out_field), Some(out)) = (
-                        method.output_field(field, *class),
-                        method.apply(field.name(), column, &self.keys)?,
-                    ) {
-                        fields.push(Arc::new(out_field));
-                        columns.push(out);
-                    }
-                }
+            if let Some((field, Some(column))) = plan.rebuild(field, Some(column), &self.keys)? {
+                fields.push(field);
+                columns.push(column);
             }
         }
         let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
@@ -459,27 +534,11 @@ impl Masking {
 
     /// The schema [`apply_to`](Masking::apply_to) produces for `input`.
     pub fn masked_schema(&self, input: &Schema) -> Result<SchemaRef> {
+        let plan = self.plan(input)?;
         let mut fields = Vec::with_capacity(input.fields().len());
         for field in input.fields() {
-            match self.action(field.name()) {
-                None => fields.push(field.clone()),
-                Some(FieldAction {
-                    class,
-                    method: None,
-                    ..
-                }) => {
-                    fields.push(Arc::new(with_class(field.as_ref().clone(), *class)));
-                }
-                Some(FieldAction {
-                    class,
-                    method: Some(method),
-                    ..
-                }) => {
-                    method.check(field.name(), field.data_type(), &self.keys)?;
-                    if let Some(out) = method.output_field(field, *class) {
-                        fields.push(Arc::new(out));
-                    }
-                }
+            if let Some((field, _)) = plan.rebuild(field, None, &self.keys)? {
+                fields.push(field);
             }
         }
         Ok(Arc::new(Schema::new_with_metadata(

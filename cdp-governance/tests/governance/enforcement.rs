@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cdp_core::Pipeline;
+use cdp_core::Transform;
 use cdp_core::arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array, StringArray};
 use cdp_core::arrow::compute::cast;
 use cdp_core::arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use cdp_core::memory::{MemoryDestination, MemoryHandle, MemorySource};
 use cdp_governance::class::Glob;
 use cdp_governance::{
-    ClassRule, DataClass, DestinationPolicy, Keys, Method, PolicyConfig, Tokenizer,
+    ClassRule, DataClass, DestinationPolicy, Keys, Masking, Method, PolicyConfig, Tokenizer,
     decisions_for_file, with_class,
 };
 use chrono::{Datelike, NaiveDate};
@@ -373,6 +374,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
     let data = batch(&schema, columns.clone());
     let config = PolicyConfig {
         default_class: case.default,
+        opaque_class: None,
         classify: case.rules.clone(),
         tracking_plan: BTreeMap::new(),
         destinations: case
@@ -541,9 +543,9 @@ fn ungoverned_destination_is_refused_before_any_data_moves() {
 }
 
 #[test]
-fn schema_change_introducing_a_forbidden_field_is_stopped() {
-    // Transforms built for the first schema know nothing of `email`, so it would pass
-    // through them in the clear: the enforcer must stop the run when it appears.
+fn schema_change_past_a_hand_built_masking_is_stopped() {
+    // A masking listed by hand for the first schema knows nothing of `email`, so it would
+    // pass through it in the clear: the enforcer must stop the run when it appears.
     let policy = PolicyConfig::from_toml(POLICY)
         .unwrap()
         .build()
@@ -551,12 +553,12 @@ fn schema_change_introducing_a_forbidden_field_is_stopped() {
         .with_keys(keys());
     let ads = MemoryDestination::new("ads");
     let handle = ads.handle();
-    let transforms = policy.transforms_for("ads", &users_schema(false)).unwrap();
+    let masking = Masking::new("listed", keys()).field("user_id", DataClass::Internal, None);
     let error = runtime()
         .block_on(
             Pipeline::builder("p")
                 .source(MemorySource::new("users", vec![users(false), users(true)]))
-                .destination_with(ads, transforms)
+                .destination_with(ads, vec![Box::new(masking) as Box<dyn Transform>])
                 .check(policy.enforcer())
                 .build()
                 .unwrap()
@@ -571,6 +573,49 @@ fn schema_change_introducing_a_forbidden_field_is_stopped() {
             .iter()
             .all(|b| b.data.column_by_name("email").is_none())
     );
+}
+
+#[test]
+fn schema_change_adding_a_sensitive_field_is_masked_by_the_policy() {
+    // The policy's masking asks the policy about every schema it sees: `email`, absent when
+    // the pipeline was built, arrives hashed.
+    let policy = PolicyConfig::from_toml(POLICY)
+        .unwrap()
+        .build()
+        .unwrap()
+        .with_keys(keys());
+    let ads = MemoryDestination::new("ads");
+    let handle = ads.handle();
+    let transforms = policy.transforms_for("ads", &users_schema(false)).unwrap();
+    let report = runtime()
+        .block_on(
+            Pipeline::builder("p")
+                .source(MemorySource::new("users", vec![users(false), users(true)]))
+                .destination_with(ads, transforms)
+                .check(policy.enforcer())
+                .build()
+                .unwrap()
+                .run(),
+        )
+        .unwrap();
+    assert_eq!(report.streams[0].schema_changes, 1);
+    let hashed: Vec<String> = handle
+        .batches()
+        .iter()
+        .filter_map(|b| b.data.column_by_name("email").cloned())
+        .flat_map(|c| {
+            let c = c.as_string::<i32>().clone();
+            (0..c.len())
+                .map(move |i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let key = keys();
+    let expected: Vec<String> = ["a@x.io", "b@x.io"]
+        .iter()
+        .map(|e| key.hash_key().unwrap().hash_hex(e.as_bytes()))
+        .collect();
+    assert_eq!(hashed, expected);
 }
 
 #[test]
