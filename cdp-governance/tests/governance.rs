@@ -52,5 +52,7 @@ mod consent_access;
 mod enforcement;
 #[path = "governance/erasure.rs"]
 mod erasure;
+#[path = "governance/nested_enforcement.rs"]
+mod nested_enforcement;
 #[path = "governance/suppression_formats.rs"]
 mod suppression_formats;

@@ -212,6 +212,12 @@ impl Method {
             class,
         );
         let mut metadata = out.metadata().clone();
+        if !matches!(self, Method::Null | Method::Year) {
+            // The values are no longer what an extension type said they were (JSON text
+            // hashed is not JSON).
+            metadata.remove(crate::path::EXTENSION_NAME_KEY);
+            metadata.remove("ARROW:extension:metadata");
+        }
         metadata.insert(MASKING_METADATA_KEY.to_string(), self.marker());
         out.set_metadata(metadata);
         Some(out)

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cdp_core::arrow::array::{Array, ArrayRef, new_null_array};
-use cdp_core::arrow::datatypes::{FieldRef, Schema};
+use cdp_core::arrow::datatypes::{DataType, FieldRef, Schema};
 
 use super::{FieldAction, Keys, Method};
 use crate::class::{DataClass, with_class};
@@ -143,7 +143,12 @@ impl Rewrite for PlanRewrite<'_> {
         array: Option<&ArrayRef>,
         _rows: &Rows,
     ) -> Result<Visit> {
-        if let Some(action) = self.plan.actions.get(path) {
+        let action = self
+            .plan
+            .actions
+            .get(path)
+            .or_else(|| null_keys(self.plan, path, field));
+        if let Some(action) = action {
             return Ok(match apply(field, array, path, action, self.keys)? {
                 Some((field, array)) => Visit::Replace(field, array),
                 None => Visit::Drop,
@@ -155,6 +160,20 @@ impl Rewrite for PlanRewrite<'_> {
             Visit::Keep
         })
     }
+}
+
+/// A map whose keys are to be nulled: map keys cannot be null, so the whole map is.
+fn null_keys<'a>(plan: &'a Plan, path: &NestedPath, field: &FieldRef) -> Option<&'a Action> {
+    let DataType::Map(entries, _) = field.data_type() else {
+        return None;
+    };
+    let DataType::Struct(kv) = entries.data_type() else {
+        return None;
+    };
+    let keys = path.item().child(kv.first()?.name());
+    plan.actions
+        .get(&keys)
+        .filter(|a| a.method == Some(Method::Null))
 }
 
 fn apply(
