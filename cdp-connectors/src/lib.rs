@@ -88,7 +88,9 @@ pub use destinations::{
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 pub use sources::{ColumnConfig, ColumnType, FileSourceOptions};
 #[cfg(feature = "csv")]
-pub use sources::{CsvSource, CsvSourceConfig, CsvSourceOptions};
+pub use sources::{CsvSource, CsvSourceConfig, CsvSourceOptions, DuplicateHeaders};
+#[cfg(any(feature = "jsonl", feature = "csv"))]
+pub use sources::{NewFields, TypeConflicts};
 #[cfg(feature = "jsonl")]
 pub use sources::{JsonlSource, JsonlSourceConfig, JsonlSourceOptions};
 #[cfg(feature = "parquet")]

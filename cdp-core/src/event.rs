@@ -40,6 +40,54 @@ pub enum SourceEvent {
     },
     /// A record the source could not turn into a row; it goes to the dead-letter path.
     DeadLetter(DeadLetter),
+    /// A schemaless source found data its schema did not hold (a new key, a value of
+    /// another type) and says what it did about it; counted per stream in the run report.
+    Drift(SchemaDrift),
+}
+
+/// What a schemaless source found that its schema did not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DriftKind {
+    /// A key (or CSV column) the schema has no field for.
+    NewField,
+    /// A value whose type does not fit its field's type.
+    TypeConflict,
+}
+
+/// What a schemaless source did about a [`SchemaDrift`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DriftAction {
+    /// The stream's schema changed (a field added or widened); a
+    /// [`SourceEvent::SchemaChange`] precedes the first batch carrying it.
+    SchemaChanged,
+    /// The values went, as JSON, into the stream's overflow column.
+    Overflowed,
+    /// The records went to the dead letters, with the reason.
+    DeadLettered,
+}
+
+/// One kind of drift found in a stream: reported the first time a read meets it (per
+/// field, kind and action), not once per record, so a key present in every record of a
+/// large file is one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaDrift {
+    /// The stream.
+    pub stream: String,
+    /// The field, as a dotted path (`properties.plan`; a name holding a dot is quoted in
+    /// backticks).
+    pub path: String,
+    /// What was found.
+    pub kind: DriftKind,
+    /// What the source did.
+    pub action: DriftAction,
+    /// In words: the types involved (`new key of type Utf8`, `Int64 widened to Float64`).
+    pub detail: String,
+    /// Where it was first seen (file and line), when known.
+    pub position: Option<String>,
 }
 
 /// A source's resume position for one stream: an opaque JSON cursor.

@@ -63,7 +63,10 @@ pub use checkpoint::SqliteStateStore;
 pub use checkpoint::{MemoryStateStore, StateStore};
 pub use destination::{Destination, OpenContext, RejectedRow, WriteOutcome};
 pub use error::{BoxError, Error, Result, Stage};
-pub use event::{Checkpoint, DEAD_LETTER_STREAM, DeadLetter, PipelineState, SourceEvent};
+pub use event::{
+    Checkpoint, DEAD_LETTER_STREAM, DeadLetter, DriftAction, DriftKind, PipelineState, SchemaDrift,
+    SourceEvent,
+};
 pub use flow::{Flow, FlowCheck};
 pub use identifier::{Identifier, Normaliser, Vocabulary};
 pub use identity::{IdentityEvent, IdentityEventKind, IdentityResolver, ResolvedBatch};

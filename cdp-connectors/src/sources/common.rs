@@ -185,6 +185,10 @@ impl SchemaCell {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FileCursor {
     pub(crate) files: BTreeMap<String, u64>,
+    /// The fields a schemaless read added or widened (see `schemaless`), so a resumed read
+    /// decodes with the schema the interrupted one had reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) schema: Option<serde_json::Value>,
 }
 
 impl FileCursor {
@@ -205,7 +209,7 @@ impl FileCursor {
     }
 
     fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "files": self.files })
+        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({ "files": self.files }))
     }
 }
 
@@ -276,6 +280,29 @@ impl Emitter {
     #[cfg(any(feature = "jsonl", feature = "csv"))]
     pub(crate) fn dead_letter(&self, letter: cdp_core::DeadLetter) -> Result<()> {
         self.send(SourceEvent::DeadLetter(letter))
+    }
+
+    /// The schema changes the committed cursor carries, for a schemaless read to go on from.
+    #[cfg(any(feature = "jsonl", feature = "csv"))]
+    pub(crate) fn schema_state(&self) -> Option<&serde_json::Value> {
+        self.cursor.schema.as_ref()
+    }
+
+    /// Announces the stream's new schema; `state` (the changes that make it) goes into the
+    /// cursor with the next checkpoint.
+    #[cfg(any(feature = "jsonl", feature = "csv"))]
+    pub(crate) fn schema_change(&mut self, schema: SchemaRef, state: serde_json::Value) -> Result<()> {
+        self.cursor.schema = Some(state);
+        self.send(SourceEvent::SchemaChange {
+            stream: self.stream.clone(),
+            schema,
+        })
+    }
+
+    /// Reports schema drift a schemaless read found.
+    #[cfg(any(feature = "jsonl", feature = "csv"))]
+    pub(crate) fn drift(&self, drift: cdp_core::SchemaDrift) -> Result<()> {
+        self.send(SourceEvent::Drift(drift))
     }
 }
 

@@ -25,9 +25,11 @@ pub mod parquet;
 pub mod postgres;
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod schema;
+#[cfg(any(feature = "jsonl", feature = "csv"))]
+mod schemaless;
 
 #[cfg(feature = "csv")]
-pub use csv::{CsvSource, CsvSourceConfig, CsvSourceOptions};
+pub use csv::{CsvSource, CsvSourceConfig, CsvSourceOptions, DuplicateHeaders};
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 pub use file_config::{FileSourceConfig, FileSourceFormat, FileSourceOptions};
 #[cfg(feature = "jsonl")]
@@ -41,3 +43,5 @@ pub use postgres::{
 };
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 pub use schema::{ColumnConfig, ColumnType};
+#[cfg(any(feature = "jsonl", feature = "csv"))]
+pub use schemaless::{DEFAULT_OVERFLOW_COLUMN, NewFields, TypeConflicts};

@@ -455,27 +455,29 @@ async fn configured_timestamp_and_date_columns_decode_from_text() {
 }
 
 #[tokio::test]
-async fn a_line_with_two_values_is_read_whole_on_both_paths() {
+async fn a_line_with_two_values_is_one_dead_letter_on_both_paths() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("two.jsonl");
     write(
         &path,
-        "{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\":\"b\"} {\"id\":3,\"name\":\"c\"}\n{bad\n{\"id\":4,\"name\":\"d\"}\n",
+        "{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\":\"b\"} {\"id\":3,\"name\":\"c\"}\n{bad\n{\"id\":4,\"name\":\"d\"}\n{\"id\":5}{\"id\":6}\n",
     );
     for batch_size in [1, 2, 10] {
         let source = JsonlSource::new(&path)
             .with_schema(id_name_schema())
             .with_batch_size(batch_size);
         let read = read_all(&source, ReadRequest::default()).await;
-        assert_eq!(read.ids("id"), [1, 2, 3, 4], "batch size {batch_size}");
-        let positions: Vec<_> = read
+        assert_eq!(read.ids("id"), [1, 4], "batch size {batch_size}");
+        let dead: Vec<_> = read
             .dead_letters()
             .into_iter()
-            .map(|d| d.position.unwrap())
+            .map(|d| (d.position.unwrap(), d.reason))
             .collect();
-        assert_eq!(positions, ["two.jsonl:3"]);
-        // Batches end between lines, so one may hold the two values whatever its size.
-        read.assert_aligned(batch_size.max(2));
+        let positions: Vec<_> = dead.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(positions, ["two.jsonl:2", "two.jsonl:3", "two.jsonl:5"]);
+        assert!(dead[0].1.contains("more than one JSON value"), "{}", dead[0].1);
+        assert!(dead[2].1.contains("more than one JSON value"), "{}", dead[2].1);
+        read.assert_aligned(batch_size);
         // Resuming from every checkpoint gives each row once.
         let mut emitted = 0;
         for event in &read.events {
@@ -483,9 +485,9 @@ async fn a_line_with_two_values_is_read_whole_on_both_paths() {
                 cdp_core::SourceEvent::Batch(b) => emitted += b.num_rows(),
                 cdp_core::SourceEvent::Checkpoint(c) => {
                     let rest = read_all(&source, resume("two", c.cursor.clone())).await;
-                    let mut ids = [1, 2, 3, 4][..emitted].to_vec();
+                    let mut ids = [1, 4][..emitted].to_vec();
                     ids.extend(rest.ids("id"));
-                    assert_eq!(ids, [1, 2, 3, 4], "batch size {batch_size}, {}", c.cursor);
+                    assert_eq!(ids, [1, 4], "batch size {batch_size}, {}", c.cursor);
                 }
                 _ => {}
             }

@@ -395,6 +395,11 @@ impl Router {
             SourceEvent::Watermark { stream, event_time } => {
                 self.stats.watermark(&stream, event_time);
             }
+            SourceEvent::Drift(drift) => {
+                tracing::info!(stream = %drift.stream, path = %drift.path, kind = ?drift.kind,
+                    action = ?drift.action, detail = %drift.detail, "schema drift");
+                self.stats.drift(drift);
+            }
             SourceEvent::SchemaChange { stream, schema } => {
                 self.stats
                     .stream(&stream)

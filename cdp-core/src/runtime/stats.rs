@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::event::DeadLetter;
+use crate::event::{DeadLetter, SchemaDrift};
 use crate::identity::IdentityEventKind;
 
 const NONE: i64 = i64::MIN;
@@ -23,6 +23,7 @@ pub(crate) struct StreamCounters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) schema_changes: AtomicU64,
+    pub(crate) drift_events: AtomicU64,
     /// Last watermark, UTC micros, or `NONE`.
     watermark: AtomicI64,
     /// When rows of this stream were last committed, UTC micros, or `NONE`.
@@ -40,6 +41,7 @@ impl Default for StreamCounters {
             bytes_out: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             schema_changes: AtomicU64::new(0),
+            drift_events: AtomicU64::new(0),
             watermark: AtomicI64::new(NONE),
             committed_at: AtomicI64::new(NONE),
             uncommitted: AtomicU64::new(0),
@@ -69,11 +71,14 @@ pub(crate) struct LiveStats {
     pub(crate) identity: Mutex<BTreeMap<IdentityEventKind, u64>>,
     pub(crate) dead_letter_samples: Mutex<Vec<DeadLetter>>,
     pub(crate) dead_letters: AtomicU64,
+    pub(crate) drift_samples: Mutex<Vec<SchemaDrift>>,
     pub(crate) status: Mutex<RunStatus>,
 }
 
 /// How many dead letters a report keeps when no dead-letter destination is configured.
 pub(crate) const DEAD_LETTER_SAMPLES: usize = 100;
+/// How many drift events a report keeps (all are counted).
+pub(crate) const DRIFT_SAMPLES: usize = 100;
 
 impl LiveStats {
     pub(crate) fn new(pipeline_id: &str, destinations: Vec<String>) -> Self {
@@ -90,6 +95,7 @@ impl LiveStats {
             identity: Mutex::new(BTreeMap::new()),
             dead_letter_samples: Mutex::new(Vec::new()),
             dead_letters: AtomicU64::new(0),
+            drift_samples: Mutex::new(Vec::new()),
             status: Mutex::new(RunStatus::Running),
         }
     }
@@ -148,6 +154,19 @@ impl LiveStats {
             && samples.len() < DEAD_LETTER_SAMPLES
         {
             samples.push(letter.clone());
+        }
+    }
+
+    pub(crate) fn drift(&self, drift: SchemaDrift) {
+        self.stream(&drift.stream)
+            .drift_events
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("cdp_schema_drift_total", "pipeline" => self.pipeline_id.clone(), "stream" => drift.stream.clone())
+            .increment(1);
+        if let Ok(mut samples) = self.drift_samples.lock()
+            && samples.len() < DRIFT_SAMPLES
+        {
+            samples.push(drift);
         }
     }
 
@@ -210,6 +229,7 @@ impl LiveStats {
                     bytes_out: c.bytes_out.load(Ordering::Relaxed),
                     dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
                     schema_changes: c.schema_changes.load(Ordering::Relaxed),
+                    drift_events: c.drift_events.load(Ordering::Relaxed),
                     lag: age(c.watermark.load(Ordering::Relaxed)),
                     freshness: age(c.committed_at.load(Ordering::Relaxed)),
                     rows_per_second: rows_out as f64 / elapsed,
@@ -249,6 +269,11 @@ impl LiveStats {
                 .map(|s| s.clone())
                 .unwrap_or_default(),
             identity_events: self.identity.lock().map(|m| m.clone()).unwrap_or_default(),
+            drift: self
+                .drift_samples
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -284,6 +309,9 @@ pub struct StreamStats {
     pub dead_lettered: u64,
     /// Schema changes seen.
     pub schema_changes: u64,
+    /// Schema drift events: each kind of difference between the data and the schema a
+    /// schemaless source found (a new key, a type conflict), with what it did about it.
+    pub drift_events: u64,
     /// Time since the latest watermark (event-time lag), if the source emits watermarks.
     pub lag: Option<Duration>,
     /// Time since rows of this stream were last committed to the destinations.
@@ -332,6 +360,9 @@ pub struct RunReport {
     pub dead_letter_samples: Vec<DeadLetter>,
     /// Identity events by kind.
     pub identity_events: BTreeMap<IdentityEventKind, u64>,
+    /// The schema drift events (the first 100; all are counted in each stream's
+    /// `drift_events`).
+    pub drift: Vec<SchemaDrift>,
 }
 
 impl RunReport {
@@ -389,6 +420,17 @@ impl fmt::Display for RunReport {
             writeln!(f, "  dead letters: {}", self.dead_letters)?;
             for letter in self.dead_letter_samples.iter().take(5) {
                 writeln!(f, "    {}: {}", letter.stream, letter.reason)?;
+            }
+        }
+        let drift: u64 = self.streams.iter().map(|s| s.drift_events).sum();
+        if drift > 0 {
+            writeln!(f, "  schema drift: {drift}")?;
+            for event in self.drift.iter().take(5) {
+                writeln!(
+                    f,
+                    "    {}: {} ({}): {:?}",
+                    event.stream, event.path, event.detail, event.action
+                )?;
             }
         }
         if !self.identity_events.is_empty() {

@@ -1,36 +1,52 @@
 //! The CSV source.
 
 mod config;
+mod format;
+mod infer;
+mod records;
+mod typing;
 
-use std::io::{Read, Seek, SeekFrom};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
-use arrow::error::ArrowError;
-use arrow_csv::reader::{Decoder, Format, ReaderBuilder};
+use arrow::datatypes::SchemaRef;
 use cdp_core::{
     Catalog, ConnectorSpec, Error, ReadRequest, Result, Source, SourceEventStream, SyncMode,
     async_trait,
 };
 
-pub use config::{CsvSourceConfig, CsvSourceOptions};
+pub use config::{CsvSourceConfig, CsvSourceOptions, DuplicateHeaders};
 
-use super::common::{Emitter, FileOptions, SchemaCell, open_file, read_stream};
-use super::engine::{RecordFormat, read_file, trim_terminator};
+use super::common::{Emitter, FileOptions, SchemaCell, read_stream};
+use super::engine::read_file;
+use super::schemaless::{DriftPolicy, NewFields, TypeConflicts};
+use format::CsvFormat;
+use infer::{Sampling, sample};
+use records::Splitter;
 
 const CONNECTOR: &str = "csv";
 
 /// Reads CSV files into Arrow batches, one stream per file or directory.
 ///
 /// Decoding runs on large chunks through arrow-csv's push decoder on a blocking thread; the
-/// cursor is the byte offset reached in each file. A row that has the wrong number of fields
-/// or a value that does not parse as its column's type becomes a dead letter with its file
-/// and line number; the other rows still come through. Each file of a directory has its own
-/// header line (when `has_header`); with an explicit schema the header must name its
-/// columns in order.
+/// cursor is the byte offset reached in each file. A row that has the wrong number of fields,
+/// a stray quote, invalid UTF-8 or a value its column cannot hold becomes a dead letter with
+/// its file and line number; the other rows still come through. A last row without its line
+/// break waits for it (unless [`with_wait_for_newline(false)`](Self::with_wait_for_newline)),
+/// so a file still being written is never read half a row at a time.
+///
+/// Each file of a directory has its own header line (when `has_header`), and columns are
+/// matched by name, so files may order them differently; a column a file lacks is null in
+/// its rows, and a column the schema lacks is handled by
+/// [`with_new_fields`](Self::with_new_fields) (added, kept in the overflow column, or its
+/// rows dead-lettered). A duplicate column name in a header is an error unless
+/// [`DuplicateHeaders::Suffix`] renames it.
+///
+/// Inference keeps what the text says: a column is numeric only when every sampled value
+/// is a canonical number (`02134`, `1E5` and `0044123456` stay text); a timestamp with `Z`
+/// or an offset is a zoned instant (UTC), one without is naive. A value that no longer fits
+/// its column widens it (a decimal makes an integer column a float, anything else makes it
+/// text) or is dead-lettered, as [`with_type_conflicts`](Self::with_type_conflicts) says.
 ///
 /// ```no_run
 /// use cdp_connectors::sources::CsvSource;
@@ -41,20 +57,31 @@ const CONNECTOR: &str = "csv";
 pub struct CsvSource {
     options: FileOptions,
     dialect: Dialect,
+    settings: Settings,
     schema: SchemaCell,
 }
 
+/// How the file's bytes are split into fields.
 #[derive(Debug, Clone, Copy)]
-struct Dialect {
-    delimiter: u8,
-    quote: u8,
-    has_header: bool,
+pub(crate) struct Dialect {
+    pub(crate) delimiter: u8,
+    pub(crate) quote: u8,
+    pub(crate) has_header: bool,
+}
+
+/// The CSV source's settings beyond the dialect.
+#[derive(Debug, Clone)]
+struct Settings {
+    drift: DriftPolicy,
+    duplicates: DuplicateHeaders,
+    wait_for_newline: bool,
 }
 
 impl CsvSource {
     /// A source reading `path`: one `.csv` file, or every `.csv` file of a directory (sorted
-    /// by name, including sub-folders except `_`/`.`-prefixed ones) as one stream. Comma-delimited with a header line unless configured
-    /// otherwise; the schema is inferred unless given.
+    /// by name, including sub-folders except `_`/`.`-prefixed ones) as one stream.
+    /// Comma-delimited with a header line unless configured otherwise; the schema is
+    /// inferred unless given.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         CsvSource {
             options: FileOptions::new(CONNECTOR, path.into(), &["csv"]),
@@ -62,6 +89,11 @@ impl CsvSource {
                 delimiter: b',',
                 quote: b'"',
                 has_header: true,
+            },
+            settings: Settings {
+                drift: DriftPolicy::default(),
+                duplicates: DuplicateHeaders::default(),
+                wait_for_newline: true,
             },
             schema: SchemaCell::default(),
         }
@@ -79,7 +111,8 @@ impl CsvSource {
         self
     }
 
-    /// Decodes with `schema` (columns in file order) instead of inferring one.
+    /// Decodes with `schema` instead of inferring one. With a header, columns are matched
+    /// by name; without one, by position. Its columns keep their types.
     pub fn with_schema(mut self, schema: SchemaRef) -> Self {
         self.options.schema = Some(schema);
         self.schema = SchemaCell::default();
@@ -101,18 +134,21 @@ impl CsvSource {
     /// Sets the field delimiter. Default `,`.
     pub fn with_delimiter(mut self, delimiter: u8) -> Self {
         self.dialect.delimiter = delimiter;
+        self.schema = SchemaCell::default();
         self
     }
 
     /// Sets the quote character. Default `"`.
     pub fn with_quote(mut self, quote: u8) -> Self {
         self.dialect.quote = quote;
+        self.schema = SchemaCell::default();
         self
     }
 
     /// Sets whether each file starts with a header line. Default `true`.
     pub fn with_header(mut self, has_header: bool) -> Self {
         self.dialect.has_header = has_header;
+        self.schema = SchemaCell::default();
         self
     }
 
@@ -126,61 +162,102 @@ impl CsvSource {
         self
     }
 
-    /// The schema rows are decoded with: the given one, or one inferred from the first rows
-    /// (blocking file I/O; kept for the life of this source).
+    /// Sets what happens to a column the schema has no field for. Default
+    /// [`NewFields::Evolve`].
+    pub fn with_new_fields(mut self, new_fields: NewFields) -> Self {
+        self.settings.drift.new_fields = new_fields;
+        self.schema = SchemaCell::default();
+        self
+    }
+
+    /// Sets what happens to a value its column cannot hold. Default
+    /// [`TypeConflicts::Widen`].
+    pub fn with_type_conflicts(mut self, type_conflicts: TypeConflicts) -> Self {
+        self.settings.drift.type_conflicts = type_conflicts;
+        self
+    }
+
+    /// Sets the name of the overflow column (with [`NewFields::Overflow`]). Default
+    /// `_overflow`.
+    pub fn with_overflow_column(mut self, name: impl Into<String>) -> Self {
+        self.settings.drift.overflow_column = name.into();
+        self.schema = SchemaCell::default();
+        self
+    }
+
+    /// Sets what a header naming a column twice does. Default [`DuplicateHeaders::Error`].
+    pub fn with_duplicate_headers(mut self, duplicates: DuplicateHeaders) -> Self {
+        self.settings.duplicates = duplicates;
+        self.schema = SchemaCell::default();
+        self
+    }
+
+    /// Sets whether a last row without its line break waits for it (`true`, the default:
+    /// the file may still be written) or is read as complete (for exports that end without
+    /// one).
+    pub fn with_wait_for_newline(mut self, wait: bool) -> Self {
+        self.settings.wait_for_newline = wait;
+        self
+    }
+
+    /// The schema rows start out with: the given one, or one inferred from the first rows
+    /// (blocking file I/O; kept for the life of this source), plus the overflow column if
+    /// the source has one. A read may add columns as it meets new ones.
     pub fn schema(&self) -> Result<SchemaRef> {
+        self.validate()?;
+        resolve_schema(&self.options, self.dialect, &self.settings, &self.schema)
+    }
+
+    fn validate(&self) -> Result<()> {
         self.options.validate()?;
-        resolve_schema(&self.options, self.dialect, &self.schema)
+        self.settings.drift.validate(CONNECTOR)
     }
 }
 
-fn resolve_schema(options: &FileOptions, dialect: Dialect, cell: &SchemaCell) -> Result<SchemaRef> {
-    cell.get_or_try_init(|| match &options.schema {
-        Some(schema) => Ok(schema.clone()),
-        None => infer_schema(options, dialect),
+impl Settings {
+    fn sampling(&self, dialect: Dialect) -> Sampling {
+        Sampling {
+            dialect,
+            duplicates: self.duplicates,
+            read_unterminated: !self.wait_for_newline,
+        }
+    }
+}
+
+fn resolve_schema(
+    options: &FileOptions,
+    dialect: Dialect,
+    settings: &Settings,
+    cell: &SchemaCell,
+) -> Result<SchemaRef> {
+    cell.get_or_try_init(|| {
+        let schema = match &options.schema {
+            Some(schema) => schema.clone(),
+            None => infer_schema(options, dialect, settings)?,
+        };
+        settings.drift.with_overflow(CONNECTOR, schema)
     })
 }
 
-fn format(dialect: Dialect) -> Format {
-    Format::default()
-        .with_header(dialect.has_header)
-        .with_delimiter(dialect.delimiter)
-        .with_quote(dialect.quote)
-}
-
-/// Infers a schema from the first `infer_records` rows of the files, in order, merging the
-/// per-file results.
-fn infer_schema(options: &FileOptions, dialect: Dialect) -> Result<SchemaRef> {
-    let mut remaining = options.infer_records;
-    let mut schemas = Vec::new();
-    for (_, path) in options.list_files()? {
-        let file = open_file(&path)?;
-        if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
-            continue;
-        }
-        let (schema, read) = format(dialect)
-            .infer_schema(std::io::BufReader::new(file), Some(remaining))
-            .map_err(|e| {
-                Error::Config(format!(
-                    "csv: cannot infer a schema from `{}`: {e}",
-                    path.display()
-                ))
-            })?;
-        schemas.push(schema);
-        remaining = remaining.saturating_sub(read);
-        if remaining == 0 {
-            break;
-        }
-    }
-    if schemas.is_empty() {
+/// Infers a schema from the header and first `infer_records` rows of the files, in order:
+/// every column any sampled file names, in first-seen order, typed by [`typing`]'s rules.
+fn infer_schema(options: &FileOptions, dialect: Dialect, settings: &Settings) -> Result<SchemaRef> {
+    let files = options.list_files()?;
+    let splitter = Splitter::new(dialect);
+    let sample = sample(
+        &files,
+        settings.sampling(dialect),
+        options.infer_records,
+        &splitter,
+    )?;
+    let schema = sample.schema();
+    if schema.fields().is_empty() {
         return Err(Error::Config(format!(
             "csv: found no rows to infer a schema from in `{}`; add data or give an explicit \
              `schema`",
             options.path.display()
         )));
     }
-    let schema = Schema::try_merge(schemas)
-        .map_err(|e| Error::Config(format!("csv: files disagree on column types: {e}")))?;
     Ok(Arc::new(schema))
 }
 
@@ -199,170 +276,49 @@ impl Source for CsvSource {
     }
 
     async fn discover(&self) -> Result<Catalog> {
-        self.options.validate()?;
-        let (options, dialect, cell) = (self.options.clone(), self.dialect, self.schema.clone());
-        let schema = tokio::task::spawn_blocking(move || resolve_schema(&options, dialect, &cell))
-            .await
-            .map_err(|e| Error::external(CONNECTOR, e))??;
+        self.validate()?;
+        let (options, dialect, settings, cell) = (
+            self.options.clone(),
+            self.dialect,
+            self.settings.clone(),
+            self.schema.clone(),
+        );
+        let schema = tokio::task::spawn_blocking(move || {
+            resolve_schema(&options, dialect, &settings, &cell)
+        })
+        .await
+        .map_err(|e| Error::external(CONNECTOR, e))??;
         self.options.catalog(schema)
     }
 
     fn read(&self, request: ReadRequest) -> Result<SourceEventStream> {
-        let (options, dialect, cell) = (self.options.clone(), self.dialect, self.schema.clone());
+        self.settings.drift.validate(CONNECTOR)?;
+        let (options, dialect, settings, cell) = (
+            self.options.clone(),
+            self.dialect,
+            self.settings.clone(),
+            self.schema.clone(),
+        );
         read_stream(options, request, move |options| {
-            let schema = resolve_schema(options, dialect, &cell)?;
-            let format = CsvFormat {
+            let schema = resolve_schema(options, dialect, &settings, &cell)?;
+            let mut format = CsvFormat::new(
                 schema,
-                dialect,
-                explicit: options.schema.is_some(),
-            };
+                options.schema.is_some(),
+                settings.drift.clone(),
+                settings.sampling(dialect),
+                options.infer_records,
+            );
             let batch_size = options.batch_size;
+            let mut restored = false;
             Ok(move |out: &mut Emitter, key: &str, path: &Path| {
-                read_file(&format, out, key, path, batch_size)
+                if !restored {
+                    if let Some(state) = out.schema_state() {
+                        format.restore(state);
+                    }
+                    restored = true;
+                }
+                read_file(&mut format, out, key, path, batch_size)
             })
         })
-    }
-}
-
-/// CSV framing and decoding for the byte-offset engine.
-#[derive(Debug)]
-struct CsvFormat {
-    schema: SchemaRef,
-    dialect: Dialect,
-    /// Whether the schema was given, so the header must match it.
-    explicit: bool,
-}
-
-/// arrow-csv's decoder does not say how many rows it holds, only how many more it takes.
-#[derive(Debug)]
-struct CsvDecoder {
-    inner: Decoder,
-    batch_size: usize,
-}
-
-impl CsvFormat {
-    /// Where the first record of `bytes` (starting at a record boundary) ends, if it does.
-    fn first_record_end(&self, bytes: &[u8]) -> Option<usize> {
-        let mut quoted = false;
-        for (i, b) in bytes.iter().enumerate() {
-            if *b == self.dialect.quote {
-                quoted = !quoted;
-            } else if *b == b'\n' && !quoted {
-                return Some(i + 1);
-            }
-        }
-        None
-    }
-
-    fn check_header(&self, header: &[u8], path: &Path) -> Result<()> {
-        if !self.explicit {
-            return Ok(());
-        }
-        let (names, _) = format(self.dialect)
-            .infer_schema(header, Some(0))
-            .map_err(|e| {
-                Error::Config(format!(
-                    "csv: cannot read the header of `{}`: {e}",
-                    path.display()
-                ))
-            })?;
-        let found: Vec<&str> = names.fields().iter().map(|f| f.name().as_str()).collect();
-        let expected: Vec<&str> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        if found != expected {
-            return Err(Error::Config(format!(
-                "csv: the header of `{}` names columns {found:?} but the schema expects \
-                 {expected:?} (in that order)",
-                path.display()
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl RecordFormat for CsvFormat {
-    type Decoder = CsvDecoder;
-
-    fn decoder(&self, batch_size: usize) -> Result<CsvDecoder> {
-        let inner = ReaderBuilder::new(self.schema.clone())
-            .with_header(false)
-            .with_delimiter(self.dialect.delimiter)
-            .with_quote(self.dialect.quote)
-            .with_batch_size(batch_size)
-            .build_decoder();
-        Ok(CsvDecoder { inner, batch_size })
-    }
-
-    fn decode(&self, decoder: &mut CsvDecoder, buf: &[u8]) -> Result<usize, ArrowError> {
-        decoder.inner.decode(buf)
-    }
-
-    fn buffered(&self, decoder: &CsvDecoder) -> usize {
-        decoder.batch_size - decoder.inner.capacity()
-    }
-
-    fn flush(&self, decoder: &mut CsvDecoder) -> Result<Option<RecordBatch>, ArrowError> {
-        decoder.inner.flush()
-    }
-
-    fn finish(&self, decoder: &mut CsvDecoder) -> Result<(), ArrowError> {
-        // An empty slice is how csv-core learns the input ended.
-        decoder.inner.decode(&[]).map(|_| ())
-    }
-
-    fn feed_limit(&self, buf: &[u8], _fed: usize, _eof: bool) -> usize {
-        // The decoder keeps a record cut by the chunk boundary and completes it later.
-        buf.len()
-    }
-
-    fn records(&self, region: &[u8], eof: bool) -> (Vec<Range<usize>>, usize) {
-        let mut records = Vec::new();
-        let mut start = 0;
-        while let Some(len) = self.first_record_end(&region[start..]) {
-            records.push(start..start + len);
-            start += len;
-        }
-        if eof && start < region.len() {
-            records.push(start..region.len());
-            start = region.len();
-        }
-        (records, start)
-    }
-
-    fn check(&self, record: &[u8], _batch_size: usize) -> std::result::Result<usize, String> {
-        let mut probe = self.decoder(1).map_err(|e| e.to_string())?;
-        let record = trim_terminator(record);
-        probe.inner.decode(record).map_err(|e| e.to_string())?;
-        self.finish(&mut probe).map_err(|e| e.to_string())?;
-        let batch = probe.inner.flush().map_err(|e| e.to_string())?;
-        Ok(batch.map_or(0, |b| b.num_rows()))
-    }
-
-    fn start(&self, file: &mut std::fs::File, path: &Path, offset: u64) -> Result<u64> {
-        if offset > 0 || !self.dialect.has_header {
-            return Ok(offset);
-        }
-        let context = || path.display().to_string();
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(context(), e))?;
-        let mut header = Vec::new();
-        loop {
-            let read = (&mut *file)
-                .take(64 * 1024)
-                .read_to_end(&mut header)
-                .map_err(|e| Error::io(context(), e))?;
-            if let Some(end) = self.first_record_end(&header) {
-                self.check_header(&header[..end], path)?;
-                return Ok(end as u64);
-            }
-            if read == 0 {
-                self.check_header(&header, path)?;
-                return Ok(header.len() as u64);
-            }
-        }
     }
 }

@@ -3,14 +3,13 @@
 mod config;
 
 use std::io::BufRead;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
-use arrow_json::reader::{Decoder, ReaderBuilder, infer_json_schema_from_iterator};
+use arrow_json::reader::{Decoder, ReaderBuilder};
 use cdp_core::{
     Catalog, ConnectorSpec, Error, ReadRequest, Result, Source, SourceEventStream, SyncMode,
     async_trait,
@@ -19,11 +18,12 @@ use cdp_core::{
 pub use config::{JsonlSourceConfig, JsonlSourceOptions};
 
 use super::common::{Emitter, FileOptions, SchemaCell, open_file, read_stream};
-use super::engine::{RecordFormat, read_file};
+use super::engine::{Checked, RecordFormat, read_file};
+use super::schemaless::decode::StrictDecoders;
+use super::schemaless::json::{JsonDrift, Shape, Verdict, parse_record};
+use super::schemaless::{Changes, DriftPolicy, NewFields, TypeConflicts};
 
 const CONNECTOR: &str = "jsonl";
-/// Values one line may hold when it is decoded on its own (one is the norm for JSONL).
-const MAX_VALUES_PER_LINE: usize = 64;
 
 /// Reads newline-delimited JSON files into Arrow batches, one stream per file or directory.
 ///
@@ -33,20 +33,31 @@ const MAX_VALUES_PER_LINE: usize = 64;
 /// valid JSON, or whose values do not fit the schema, becomes a dead letter with its file and
 /// line number; the other lines still come through.
 ///
-/// One JSON value per line: a value spread over several lines is dead-lettered line by line.
-/// A last line without its newline is read only once it is a complete value, so a file still
-/// being written is never read half a record at a time.
+/// A line is one record: one JSON object. Anything else on it (a second object, a value
+/// spread over several lines) makes it a dead letter. A last line without its newline is
+/// read only once it is a complete value, so a file still being written is never read half
+/// a record at a time.
+///
+/// The schema is inferred from the first records unless given, and records that do not
+/// fit it are never dropped: a key it has no field for (at any depth) is added to the
+/// schema, kept in an overflow column, or dead-lettered, and a value of another type widens
+/// its field or is dead-lettered, as [`with_new_fields`](Self::with_new_fields) and
+/// [`with_type_conflicts`](Self::with_type_conflicts) say (see
+/// [`NewFields`](crate::sources::NewFields) for the rules). Integers stay exact: a
+/// fractional number in an integer field is a type conflict, never truncated.
 ///
 /// ```no_run
-/// use cdp_connectors::sources::JsonlSource;
+/// use cdp_connectors::sources::{JsonlSource, NewFields};
 ///
 /// let source = JsonlSource::new("data/events/")
 ///     .with_stream("events")
+///     .with_new_fields(NewFields::Overflow)
 ///     .with_batch_size(4096);
 /// ```
 #[derive(Debug, Clone)]
 pub struct JsonlSource {
     options: FileOptions,
+    drift: DriftPolicy,
     schema: SchemaCell,
 }
 
@@ -57,6 +68,7 @@ impl JsonlSource {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JsonlSource {
             options: FileOptions::new(CONNECTOR, path.into(), &["jsonl", "ndjson", "json"]),
+            drift: DriftPolicy::default(),
             schema: SchemaCell::default(),
         }
     }
@@ -73,7 +85,8 @@ impl JsonlSource {
         self
     }
 
-    /// Decodes with `schema` instead of inferring one. Keys not in it are ignored.
+    /// Decodes with `schema` instead of inferring one. Its columns keep their types; keys
+    /// not in it are handled by [`with_new_fields`](Self::with_new_fields).
     pub fn with_schema(mut self, schema: SchemaRef) -> Self {
         self.options.schema = Some(schema);
         self.schema = SchemaCell::default();
@@ -102,25 +115,60 @@ impl JsonlSource {
         self
     }
 
-    /// The schema batches are decoded with: the given one, or one inferred from the first
-    /// records (blocking file I/O; kept for the life of this source).
+    /// Sets what happens to a key the schema has no field for. Default
+    /// [`NewFields::Evolve`].
+    pub fn with_new_fields(mut self, new_fields: NewFields) -> Self {
+        self.drift.new_fields = new_fields;
+        self.schema = SchemaCell::default();
+        self
+    }
+
+    /// Sets what happens to a value whose type does not fit its field. Default
+    /// [`TypeConflicts::Widen`].
+    pub fn with_type_conflicts(mut self, type_conflicts: TypeConflicts) -> Self {
+        self.drift.type_conflicts = type_conflicts;
+        self.schema = SchemaCell::default();
+        self
+    }
+
+    /// Sets the name of the overflow column (with [`NewFields::Overflow`]). Default
+    /// `_overflow`.
+    pub fn with_overflow_column(mut self, name: impl Into<String>) -> Self {
+        self.drift.overflow_column = name.into();
+        self.schema = SchemaCell::default();
+        self
+    }
+
+    /// The schema batches start out with: the given one, or one inferred from the first
+    /// records (blocking file I/O; kept for the life of this source), plus the overflow
+    /// column if the source has one. A read may add fields to it as it meets new keys.
     pub fn schema(&self) -> Result<SchemaRef> {
+        self.validate()?;
+        resolve_schema(&self.options, &self.drift, &self.schema)
+    }
+
+    fn validate(&self) -> Result<()> {
         self.options.validate()?;
-        resolve_schema(&self.options, &self.schema)
+        self.drift.validate(CONNECTOR)
     }
 }
 
-fn resolve_schema(options: &FileOptions, cell: &SchemaCell) -> Result<SchemaRef> {
-    cell.get_or_try_init(|| match &options.schema {
-        Some(schema) => Ok(schema.clone()),
-        None => infer_schema(options),
+fn resolve_schema(options: &FileOptions, drift: &DriftPolicy, cell: &SchemaCell) -> Result<SchemaRef> {
+    cell.get_or_try_init(|| {
+        let schema = match &options.schema {
+            Some(schema) => schema.clone(),
+            None => infer_schema(options, drift)?,
+        };
+        drift.with_overflow(CONNECTOR, schema)
     })
 }
 
 /// Infers a schema from the first `infer_records` JSON objects of the files, in order,
-/// skipping lines that do not parse (they will be dead-lettered when read).
-fn infer_schema(options: &FileOptions) -> Result<SchemaRef> {
-    let mut values = Vec::new();
+/// skipping lines that are not one object (they will be dead-lettered when read). Values
+/// that disagree are resolved by the conflict policy, never an error.
+fn infer_schema(options: &FileOptions, drift: &DriftPolicy) -> Result<SchemaRef> {
+    let mut shape = Shape::default();
+    let mut sampled = 0;
     'files: for (_, path) in options.list_files()? {
         let mut reader = std::io::BufReader::new(open_file(&path)?);
         let mut line = Vec::new();
@@ -132,23 +180,23 @@ fn infer_schema(options: &FileOptions) -> Result<SchemaRef> {
             if n == 0 {
                 break;
             }
-            if let Ok(value @ serde_json::Value::Object(_)) = serde_json::from_slice(&line) {
-                values.push(value);
-                if values.len() >= options.infer_records {
+            if let Ok(entries) = parse_record(&line) {
+                shape.observe_entries(&entries);
+                sampled += 1;
+                if sampled >= options.infer_records {
                     break 'files;
                 }
             }
         }
     }
-    if values.is_empty() {
+    if sampled == 0 {
         return Err(Error::Config(format!(
             "jsonl: found no JSON object to infer a schema from in `{}`; add data or give an \
              explicit `schema`",
             options.path.display()
         )));
     }
-    let schema: Schema = infer_json_schema_from_iterator(values.iter().map(Ok))?;
-    Ok(Arc::new(schema))
+    Ok(Arc::new(shape.schema(drift.widen())))
 }
 
 #[async_trait]
@@ -166,50 +214,79 @@ impl Source for JsonlSource {
     }
 
     async fn discover(&self) -> Result<Catalog> {
-        self.options.validate()?;
-        let (options, cell) = (self.options.clone(), self.schema.clone());
-        let schema = tokio::task::spawn_blocking(move || resolve_schema(&options, &cell))
+        self.validate()?;
+        let (options, drift, cell) = (self.options.clone(), self.drift.clone(), self.schema.clone());
+        let schema = tokio::task::spawn_blocking(move || resolve_schema(&options, &drift, &cell))
             .await
             .map_err(|e| Error::external(CONNECTOR, e))??;
         self.options.catalog(schema)
     }
 
     fn read(&self, request: ReadRequest) -> Result<SourceEventStream> {
-        let (options, cell) = (self.options.clone(), self.schema.clone());
+        self.drift.validate(CONNECTOR)?;
+        let (options, drift, cell) = (self.options.clone(), self.drift.clone(), self.schema.clone());
         read_stream(options, request, move |options| {
-            let format = JsonlFormat::new(resolve_schema(options, &cell)?);
+            let schema = resolve_schema(options, &drift, &cell)?;
+            let mut format = JsonlFormat::new(JsonDrift::new(drift, schema, options.schema.is_some()));
             let batch_size = options.batch_size;
+            let mut restored = false;
             Ok(move |out: &mut Emitter, key: &str, path: &Path| {
-                read_file(&format, out, key, path, batch_size)
+                if !restored {
+                    if let Some(state) = out.schema_state() {
+                        format.restore(state);
+                    }
+                    restored = true;
+                }
+                read_file(&mut format, out, key, path, batch_size)
             })
         })
     }
 }
 
 const TRAILING_COMMA: &str = "invalid JSON: a comma before a closing `}` or `]`";
+const TWO_VALUES: &str = "more than one JSON value on the line (a line holds one record)";
 
-/// Whether JSON lines have a comma right before a closing `}` or `]` (whitespace, line
-/// breaks included, between them), outside strings. Fast path: find the closing brackets
-/// with `memchr` and look just behind each; only a comma found there has its line scanned
-/// for strings, so valid input costs little more than the bracket search.
-fn has_trailing_comma(json: &[u8]) -> bool {
-    memchr::memchr2_iter(b'}', b']', json).any(|close| {
+/// What the fast path must not let arrow-json decode, outside strings: a comma right before
+/// a closing `}` or `]` (arrow-json accepts it; JSON does not), or an object followed on
+/// the same line by another (arrow-json makes two rows of it; a line is one record).
+/// Whitespace between them does not matter. Fast path: find the closing brackets with
+/// `memchr` and look just behind and after each; only a suspect found there has its line
+/// scanned for strings, so valid input costs little more than the bracket search.
+fn needs_a_closer_look(json: &[u8]) -> Option<&'static str> {
+    memchr::memchr2_iter(b'}', b']', json).find_map(|close| {
         let before = json[..close]
             .iter()
             .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-        match before {
-            Some(comma) if json[comma] == b',' => {
-                // The line holding the comma, from its start (a raw newline cannot be
-                // inside a JSON string, so every line starts outside one).
-                let start = json[..comma]
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |i| i + 1);
-                outside_strings(&json[start..=comma])
-            }
-            _ => false,
+        if let Some(comma) = before
+            && json[comma] == b','
+            && outside_strings(line_up_to(json, comma))
+        {
+            return Some(TRAILING_COMMA);
         }
+        if json[close] == b'}' {
+            let after = json[close + 1..]
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+                .map(|i| close + 1 + i);
+            if let Some(next) = after
+                && json[next] == b'{'
+                && outside_strings(line_up_to(json, next))
+            {
+                return Some(TWO_VALUES);
+            }
+        }
+        None
     })
+}
+
+/// The line holding `json[at]`, from its start up to and including that byte (a raw
+/// newline cannot be inside a JSON string, so every line starts outside one).
+fn line_up_to(json: &[u8], at: usize) -> &[u8] {
+    let start = json[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    &json[start..=at]
 }
 
 /// Whether the last byte of `line` is outside any string literal of the line.
@@ -231,15 +308,36 @@ fn outside_strings(line: &[u8]) -> bool {
     !in_string
 }
 
-/// JSONL framing and decoding for the byte-offset engine.
+/// JSONL framing and decoding for the byte-offset engine, with the schemaless drift policy.
 #[derive(Debug)]
 pub(crate) struct JsonlFormat {
-    schema: SchemaRef,
+    drift: JsonDrift,
+    decoders: Arc<StrictDecoders>,
 }
 
 impl JsonlFormat {
-    pub(crate) fn new(schema: SchemaRef) -> Self {
-        JsonlFormat { schema }
+    pub(crate) fn new(drift: JsonDrift) -> Self {
+        let decoders = Arc::new(StrictDecoders::new(drift.schema(), drift.policy().widen()));
+        JsonlFormat { drift, decoders }
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) {
+        self.drift.restore(state);
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        self.decoders = Arc::new(StrictDecoders::new(
+            self.drift.schema(),
+            self.drift.policy().widen(),
+        ));
+    }
+
+    fn builder(&self, batch_size: usize) -> ReaderBuilder {
+        ReaderBuilder::new(self.drift.schema().clone())
+            .with_batch_size(batch_size)
+            .with_strict_mode(true)
+            .with_decoder_factory(self.decoders.clone())
     }
 
     /// Whether a last line without its newline holds a whole value (or is plainly broken,
@@ -248,7 +346,7 @@ impl JsonlFormat {
         if tail.iter().all(u8::is_ascii_whitespace) {
             return true;
         }
-        let Ok(mut probe) = ReaderBuilder::new(self.schema.clone()).build_decoder() else {
+        let Ok(mut probe) = self.builder(1).build_decoder() else {
             return true;
         };
         match probe.decode(tail) {
@@ -256,22 +354,35 @@ impl JsonlFormat {
             Err(_) => true,
         }
     }
+
+    /// Decodes one record on its own: `Ok` if it makes exactly one row.
+    fn probe(&self, record: &[u8]) -> std::result::Result<(), String> {
+        let mut probe = self.builder(2).build_decoder().map_err(|e| e.to_string())?;
+        let consumed = probe.decode(record).map_err(|e| e.to_string())?;
+        if probe.has_partial_record() {
+            return Err("incomplete JSON value: the line ends inside an object".into());
+        }
+        if probe.len() != 1
+            || (consumed < record.len() && !record[consumed..].iter().all(u8::is_ascii_whitespace))
+        {
+            return Err(TWO_VALUES.into());
+        }
+        probe.flush().map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 impl RecordFormat for JsonlFormat {
     type Decoder = Decoder;
 
     fn decoder(&self, batch_size: usize) -> Result<Decoder> {
-        Ok(ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(batch_size)
-            .build_decoder()?)
+        Ok(self.builder(batch_size).build_decoder()?)
     }
 
     fn decode(&self, decoder: &mut Decoder, buf: &[u8]) -> Result<usize, ArrowError> {
-        // arrow-json's tape decoder accepts a comma before `}` or `]`; JSON does not. A
-        // region holding one goes the line-by-line way, where `check` names the line.
-        if has_trailing_comma(buf) {
-            return Err(ArrowError::JsonError(TRAILING_COMMA.into()));
+        // A region holding a suspect goes the line-by-line way, where `check` names the line.
+        if let Some(reason) = needs_a_closer_look(buf) {
+            return Err(ArrowError::JsonError(reason.into()));
         }
         decoder.decode(buf)
     }
@@ -280,7 +391,7 @@ impl RecordFormat for JsonlFormat {
         decoder.len()
     }
 
-    fn flush(&self, decoder: &mut Decoder) -> Result<Option<RecordBatch>, ArrowError> {
+    fn flush(&mut self, decoder: &mut Decoder) -> Result<Option<RecordBatch>, ArrowError> {
         decoder.flush()
     }
 
@@ -294,62 +405,83 @@ impl RecordFormat for JsonlFormat {
     }
 
     fn feed_limit(&self, buf: &[u8], fed: usize, eof: bool) -> usize {
-        let complete = buf[fed..]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(fed, |i| fed + i + 1);
+        let complete = memchr::memrchr(b'\n', &buf[fed..]).map_or(fed, |i| fed + i + 1);
         if eof && complete < buf.len() && self.tail_is_complete(&buf[complete..]) {
             return buf.len();
         }
         complete
     }
 
-    fn records(&self, region: &[u8], eof: bool) -> (Vec<Range<usize>>, usize) {
-        let end = self.feed_limit(region, 0, eof);
-        let mut records = Vec::new();
-        let mut start = 0;
-        for (i, b) in region[..end].iter().enumerate() {
-            if *b == b'\n' {
-                records.push(start..i + 1);
-                start = i + 1;
+    fn next_record(&self, region: &[u8], eof: bool) -> Option<(usize, Option<String>)> {
+        match memchr::memchr(b'\n', region) {
+            Some(i) => Some((i + 1, None)),
+            None if !region.is_empty() && eof && self.tail_is_complete(region) => {
+                Some((region.len(), None))
             }
+            None => None,
         }
-        if start < end {
-            records.push(start..end);
-        }
-        (records, end)
     }
 
-    fn check(&self, record: &[u8], batch_size: usize) -> std::result::Result<usize, String> {
-        if has_trailing_comma(record) {
-            return Err(TRAILING_COMMA.into());
+    fn check(&mut self, record: &[u8]) -> Checked {
+        if let Some(reason) = needs_a_closer_look(record) {
+            return Checked::Reject {
+                reason: reason.into(),
+                resync: false,
+            };
         }
-        // A small probe: building a decoder reserves room for a whole batch.
-        let limit = batch_size.min(MAX_VALUES_PER_LINE);
-        let mut probe = ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(limit)
-            .build_decoder()
-            .map_err(|e| e.to_string())?;
-        let consumed = probe.decode(record).map_err(|e| e.to_string())?;
-        if probe.has_partial_record() {
-            return Err("incomplete JSON value: the line ends inside an object".into());
+        let reject = |reason: String| Checked::Reject {
+            reason,
+            resync: false,
+        };
+        match self.drift.judge(record) {
+            Verdict::Accept => match self.probe(record) {
+                Ok(()) => Checked::Accept,
+                Err(reason) => reject(reason),
+            },
+            Verdict::Rewrite(rewritten) => match self.probe(&rewritten) {
+                Ok(()) => Checked::Rewrite {
+                    record: rewritten,
+                    overflow: None,
+                },
+                Err(reason) => reject(reason),
+            },
+            Verdict::Evolved => {
+                self.rebuild();
+                Checked::Evolve
+            }
+            Verdict::Reject(reason) => reject(reason),
         }
-        if consumed < record.len() && !record[consumed..].iter().all(u8::is_ascii_whitespace) {
-            // The slow path cuts batches between lines, so a line must fit in one.
-            return Err(format!("more than {limit} JSON values on one line"));
+    }
+
+    fn push(
+        &self,
+        decoder: &mut Decoder,
+        record: &[u8],
+        _overflow: Option<String>,
+    ) -> Result<(), ArrowError> {
+        let mut rest = record;
+        while !rest.is_empty() {
+            let n = decoder.decode(rest)?;
+            if n == 0 {
+                break;
+            }
+            rest = &rest[n..];
         }
-        let rows = probe.len();
-        probe.flush().map_err(|e| e.to_string())?;
-        Ok(rows)
+        Ok(())
+    }
+
+    fn take_changes(&mut self) -> Changes {
+        self.drift.coerced(self.decoders.take_coerced());
+        self.drift.take_changes()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::has_trailing_comma;
+    use super::{TRAILING_COMMA, TWO_VALUES, needs_a_closer_look};
 
     #[test]
-    fn trailing_commas_outside_strings() {
+    fn suspects_outside_strings() {
         for bad in [
             &br#"{"a":1,}"#[..],
             br#"{"a":[1,2, ]}"#,
@@ -359,7 +491,15 @@ mod tests {
             br#"{"a":"unterminated
 {"b":1,}"#,
         ] {
-            assert!(has_trailing_comma(bad), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                needs_a_closer_look(bad),
+                Some(TRAILING_COMMA),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for two in [&br#"{"a":1}{"b":2}"#[..], br#"{"a":1} 	{"b":2}"#] {
+            assert_eq!(needs_a_closer_look(two), Some(TWO_VALUES));
         }
         for good in [
             &br#"{"a":1,"b":[1,2]}"#[..],
@@ -367,10 +507,13 @@ mod tests {
             br#"{"a":"q\",]"}"#,
             br#"{"a":"\\",
 "b":2}"#,
+            br#"{"a":"}{"}"#,
+            b"{\"a\":{}}\n{\"b\":1}",
             b"",
         ] {
-            assert!(
-                !has_trailing_comma(good),
+            assert_eq!(
+                needs_a_closer_look(good),
+                None,
                 "{}",
                 String::from_utf8_lossy(good)
             );
