@@ -15,6 +15,8 @@ mod csv_source;
 mod destination_conformance;
 #[path = "files/destinations.rs"]
 mod destinations;
+#[path = "files/drift.rs"]
+mod drift;
 #[path = "files/jsonl_source.rs"]
 mod jsonl_source;
 #[path = "files/parquet_source.rs"]

@@ -5,7 +5,8 @@
 //! arrow-json on its own turns `10.75` into the integer `10`, and the string `"007"` into
 //! `7`. Here an integer column takes a number only when its value is an integer exact in
 //! 64 bits, and a string only when it is an integer written canonically; a float column
-//! takes any number, and a string only when it is a canonical number. Under
+//! takes any number but an integer beyond 64 bits (which it would round), and a string only
+//! when it is a canonical number. Under
 //! [`TypeConflicts::Widen`](super::TypeConflicts::Widen) a text column also takes numbers
 //! and booleans, as their JSON text, and says so through a flag the source turns into one
 //! drift event per column.
@@ -121,6 +122,11 @@ fn integral(text: &str) -> bool {
     number_kind(text) == NumberKind::Int
 }
 
+/// Whether `text`, a JSON number, is an integer beyond 64 bits, which a float would round.
+fn big_int(text: &str) -> bool {
+    text.len() > 19 && number_kind(text) == NumberKind::BigInt
+}
+
 impl ArrayDecoder for StrictNumber {
     fn decode(&mut self, tape: &Tape<'_>, pos: &[u32]) -> Result<ArrayRef, ArrowError> {
         for &p in pos {
@@ -129,6 +135,7 @@ impl ArrayDecoder for StrictNumber {
                 (TapeElement::String(idx), Check::Integer) => {
                     canonical_int(tape.get_string(idx)).is_none()
                 }
+                (TapeElement::Number(idx), Check::Float) => big_int(tape.get_string(idx)),
                 (TapeElement::String(idx), Check::Float) => {
                     canonical_number(tape.get_string(idx)).is_none()
                 }

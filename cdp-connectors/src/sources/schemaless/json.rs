@@ -247,8 +247,9 @@ impl Shape {
         };
         match family {
             Family::Bool => DataType::Boolean,
-            Family::Number if self.floats > 0 => DataType::Float64,
+            // Only text holds an integer beyond 64 bits exactly.
             Family::Number if self.big_ints > 0 && widen => DataType::Utf8,
+            Family::Number if self.floats > 0 => DataType::Float64,
             Family::Number => DataType::Int64,
             Family::String => DataType::Utf8,
             Family::Object => DataType::Struct(self.resolve_fields(widen)),
@@ -612,7 +613,7 @@ impl JsonDrift {
             }
             f if f.is_floating() => {
                 let fits = match kind {
-                    JsonKind::Number(_) => true,
+                    JsonKind::Number(n) => n != NumberKind::BigInt,
                     JsonKind::String => serde_json::from_str::<String>(value.get())
                         .is_ok_and(|s| canonical_number(&s).is_some()),
                     _ => false,

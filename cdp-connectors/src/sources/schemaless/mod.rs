@@ -25,7 +25,7 @@
 //! |---|---|---|
 //! | null (every sampled value was null) | anything | the value's type |
 //! | integer | a fractional number | `Float64` |
-//! | integer | an integer beyond 64 bits | `Utf8`, the number's exact text |
+//! | number | an integer beyond 64 bits | `Utf8`, the number's exact text |
 //! | number or boolean | a string, or another scalar | `Utf8`, each value's JSON text |
 //! | number or boolean | an object or a list | `Utf8`, each value's JSON text |
 //! | text | a number, boolean, object or list | stays `Utf8`: the value's JSON text |
