@@ -480,4 +480,62 @@ mod tests {
             Access::from_toml("[principals]\nx = { roles = [\"ghost\"] }", policy).unwrap_err();
         assert!(err.to_string().contains("ghost"));
     }
+
+    #[test]
+    fn governed_reads_mask_nested_fields_in_place() {
+        use cdp_core::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, StructArray};
+        use cdp_core::arrow::datatypes::{DataType, Field};
+
+        let policy = Policy::from_toml(
+            r#"
+            default_class = "internal"
+            [[classify]]
+            pattern = "traits.email"
+            class = "sensitive"
+            [[classify]]
+            pattern = "ssn"
+            class = "restricted"
+            "#,
+        )
+        .unwrap()
+        .with_keys(Keys::new().with_hash_key(&[5; 32]).unwrap());
+        let access = Access::new(access().config.as_ref().clone(), policy).unwrap();
+        let utf8 = |name: &str| std::sync::Arc::new(Field::new(name, DataType::Utf8, true));
+        let traits = StructArray::from(vec![
+            (
+                utf8("email"),
+                std::sync::Arc::new(StringArray::from(vec!["ada@example.com"])) as ArrayRef,
+            ),
+            (
+                utf8("ssn"),
+                std::sync::Arc::new(StringArray::from(vec!["078-05-1120"])) as ArrayRef,
+            ),
+            (
+                utf8("plan"),
+                std::sync::Arc::new(StringArray::from(vec!["pro"])) as ArrayRef,
+            ),
+        ]);
+        let data =
+            RecordBatch::try_from_iter([("traits", std::sync::Arc::new(traits) as ArrayRef)])
+                .unwrap();
+        let view = access.read("alice", "analytics", "users", &data).unwrap();
+        let traits = view.column(0).as_struct();
+        let names: Vec<&str> = traits.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            ["email", "plan"],
+            "ssn denied, the rest of traits kept"
+        );
+        let email = traits.column(0).as_string::<i32>().value(0).to_string();
+        assert_eq!(
+            email,
+            Keys::new()
+                .with_hash_key(&[5; 32])
+                .unwrap()
+                .hash_key()
+                .unwrap()
+                .hash_hex(b"ada@example.com")
+        );
+        assert_eq!(traits.column(1).as_string::<i32>().value(0), "pro");
+    }
 }

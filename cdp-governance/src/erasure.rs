@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use cdp_core::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, StringArray, UInt8Array,
-    new_null_array,
+    Array, ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, StringArray, StructArray,
+    UInt8Array, new_null_array,
 };
 use cdp_core::arrow::compute::{cast, filter_record_batch};
 use cdp_core::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -443,7 +443,9 @@ impl Eraser {
 /// per-destination transforms, so a hashed key is hashed alike) and each destination deletes
 /// the rows it holds under those keys.
 ///
-/// Columns other than the key become nullable, since a tombstone carries nothing else.
+/// Columns other than the key become nullable, since a tombstone carries nothing else. The
+/// key may be inside a struct (`traits.email`, a [`FieldPath`]): the struct is then set in
+/// every tombstone, holding the key and nothing else.
 pub fn tombstones(schema: &Schema, key_column: &str, keys: &[&str]) -> Result<RecordBatch> {
     tombstones_by(schema, &[(key_column, keys.to_vec())])
 }
@@ -453,40 +455,50 @@ pub fn tombstones(schema: &Schema, key_column: &str, keys: &[&str]) -> Result<Re
 /// others (before they logged in) needs both.
 pub fn tombstones_by(schema: &Schema, keys: &[(&str, Vec<&str>)]) -> Result<RecordBatch> {
     let rows: usize = keys.iter().map(|(_, v)| v.len()).sum();
+    // Each key column resolved to its top-level column and the child indices below it, so a
+    // key nested in a struct (`traits.email`) is set inside an otherwise empty struct.
+    let mut resolved = Vec::with_capacity(keys.len());
     for (column, _) in keys {
-        schema
-            .field_with_name(column)
-            .map_err(|_| Error::column(*column, "not in the stream's schema"))?;
+        let path = FieldPath::parse(column).unwrap_or_else(|_| FieldPath::field(column));
+        let at = path
+            .resolve(schema.fields())
+            .map_err(|e| Error::column(*column, format!("not in the stream's schema: {e}")))?;
+        resolved.push(at.indices);
     }
     let mut fields = Vec::with_capacity(schema.fields().len() + 1);
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len() + 1);
-    for field in schema.fields() {
+    for (index, field) in schema.fields().iter().enumerate() {
         if cdp_core::record::is_system_column(field.name()) {
             continue;
         }
-        let mut values: Vec<Option<&str>> = Vec::with_capacity(rows);
-        let mut keyed = false;
-        for (column, keys) in keys {
-            if *column == field.name() {
-                keyed = true;
-                values.extend(keys.iter().map(|k| Some(*k)));
-            } else {
-                values.extend(std::iter::repeat_n(None, keys.len()));
+        // The keys set in this column, each with its rows: `(child path, values)`.
+        let mut keyed: Vec<(&[usize], Vec<Option<&str>>)> = Vec::new();
+        let mut offset = 0;
+        for ((_, values), indices) in keys.iter().zip(&resolved) {
+            if indices[0] == index {
+                let mut column = vec![None; rows];
+                for (i, v) in values.iter().enumerate() {
+                    column[offset + i] = Some(*v);
+                }
+                keyed.push((&indices[1..], column));
             }
+            offset += values.len();
         }
-        let only_key = keyed && keys.len() == 1;
-        fields.push(
-            field
-                .as_ref()
-                .clone()
-                .with_nullable(field.is_nullable() || !only_key),
-        );
-        if keyed {
-            let text: ArrayRef = Arc::new(StringArray::from(values));
-            columns.push(cast(&text, field.data_type())?);
+        let only_key = keyed.len() == 1 && keys.len() == 1 && keyed[0].0.is_empty();
+        let out = if keyed.is_empty() {
+            new_null_array(field.data_type(), rows)
         } else {
-            columns.push(new_null_array(field.data_type(), rows));
-        }
+            keyed_column(field, &keyed, rows)?
+        };
+        fields.push(
+            Field::new(
+                field.name(),
+                out.data_type().clone(),
+                field.is_nullable() || !only_key,
+            )
+            .with_metadata(field.metadata().clone()),
+        );
+        columns.push(out);
     }
     fields.push(Field::new(OP_COLUMN, DataType::UInt8, false));
     columns.push(Arc::new(UInt8Array::from(vec![Op::Delete as u8; rows])));
@@ -494,6 +506,50 @@ pub fn tombstones_by(schema: &Schema, keys: &[(&str, Vec<&str>)]) -> Result<Reco
         Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
         columns,
     )?)
+}
+
+/// The column of `field` with only the keyed values set: at the end of each child path the
+/// key (cast to the field's type), every struct on the way valid in the key's rows, and
+/// everything else null (so every field below becomes nullable).
+fn keyed_column(
+    field: &Field,
+    keyed: &[(&[usize], Vec<Option<&str>>)],
+    rows: usize,
+) -> Result<ArrayRef> {
+    if let Some((_, values)) = keyed.iter().find(|(rest, _)| rest.is_empty()) {
+        let text: ArrayRef = Arc::new(StringArray::from(values.clone()));
+        return Ok(cast(&text, field.data_type())?);
+    }
+    let DataType::Struct(children) = field.data_type() else {
+        return Ok(new_null_array(field.data_type(), rows));
+    };
+    let mut out_fields = Vec::with_capacity(children.len());
+    let mut out_columns = Vec::with_capacity(children.len());
+    for (i, child) in children.iter().enumerate() {
+        let below: Vec<(&[usize], Vec<Option<&str>>)> = keyed
+            .iter()
+            .filter(|(rest, _)| rest[0] == i)
+            .map(|(rest, values)| (&rest[1..], values.clone()))
+            .collect();
+        let column = if below.is_empty() {
+            new_null_array(child.data_type(), rows)
+        } else {
+            keyed_column(child, &below, rows)?
+        };
+        out_fields.push(
+            Field::new(child.name(), column.data_type().clone(), true)
+                .with_metadata(child.metadata().clone()),
+        );
+        out_columns.push(column);
+    }
+    let valid: Vec<bool> = (0..rows)
+        .map(|row| keyed.iter().any(|(_, values)| values[row].is_some()))
+        .collect();
+    Ok(Arc::new(StructArray::try_new(
+        out_fields.into(),
+        out_columns,
+        Some(valid.into()),
+    )?))
 }
 
 impl ErasureReceipt {
@@ -570,5 +626,40 @@ mod tests {
         assert_eq!(t.column(1).null_count(), 2);
         let batch = Batch::new("users", t, "erasure");
         assert_eq!(batch.ops().unwrap(), vec![Op::Delete, Op::Delete]);
+    }
+    #[test]
+    fn tombstones_set_a_key_nested_in_a_struct_and_nothing_else() {
+        let traits = DataType::Struct(
+            vec![
+                Field::new("email", DataType::Utf8, false),
+                Field::new("plan", DataType::Utf8, false),
+            ]
+            .into(),
+        );
+        let schema = Schema::new(vec![
+            Field::new("user_id", DataType::Utf8, true),
+            Field::new("traits", traits, false),
+        ]);
+        let t = tombstones_by(
+            &schema,
+            &[
+                ("user_id", vec!["u1"]),
+                ("traits.email", vec!["a@x.io", "b@x.io"]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.num_rows(), 3);
+        let traits = t.column(1).as_any().downcast_ref::<StructArray>().unwrap();
+        assert!(traits.is_null(0) && traits.is_valid(1) && traits.is_valid(2));
+        let email = traits
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!((email.value(1), email.value(2)), ("a@x.io", "b@x.io"));
+        assert_eq!(traits.column(1).null_count(), 3, "plan is not set");
+        let user_id = t.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(user_id.value(0), "u1");
+        assert!(tombstones(&schema, "traits.phone", &["x"]).is_err());
     }
 }

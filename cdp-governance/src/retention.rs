@@ -394,4 +394,70 @@ mod tests {
             [Some("new"), None, Some("undated")]
         );
     }
+
+    #[test]
+    fn nested_values_are_cleared_in_place_in_structs_and_lists() {
+        use cdp_core::arrow::array::{ListArray, StructArray};
+        use cdp_core::arrow::buffer::OffsetBuffer;
+
+        let policy = Policy::from_toml(
+            r#"
+            default_class = "internal"
+            [[classify]]
+            pattern = "email"
+            class = "sensitive"
+            [retention]
+            time_column = "at"
+            classes = { sensitive = "30d" }
+            "#,
+        )
+        .unwrap();
+        let now = Utc::now();
+        let old = (now - Duration::days(90)).timestamp_micros();
+        let new = (now - Duration::days(1)).timestamp_micros();
+        let utf8 = |name: &str| Arc::new(Field::new(name, DataType::Utf8, true));
+        let traits = StructArray::from(vec![
+            (
+                utf8("email"),
+                Arc::new(StringArray::from(vec!["old@x.io", "new@x.io"])) as ArrayRef,
+            ),
+            (
+                utf8("plan"),
+                Arc::new(StringArray::from(vec!["pro", "free"])) as ArrayRef,
+            ),
+        ]);
+        // Row 0 has two contacts, row 1 one.
+        let contact = StructArray::from(vec![(
+            utf8("email"),
+            Arc::new(StringArray::from(vec!["c1@x.io", "c2@x.io", "c3@x.io"])) as ArrayRef,
+        )]);
+        let item = Arc::new(Field::new("item", contact.data_type().clone(), true));
+        let contacts = ListArray::new(
+            item,
+            OffsetBuffer::from_lengths([2, 1]),
+            Arc::new(contact),
+            None,
+        );
+        let data = RecordBatch::try_from_iter([
+            (
+                "at",
+                Arc::new(TimestampMicrosecondArray::from(vec![old, new])) as ArrayRef,
+            ),
+            ("traits", Arc::new(traits) as ArrayRef),
+            ("contacts", Arc::new(contacts) as ArrayRef),
+        ])
+        .unwrap();
+        let sweep = Sweeper::new(policy).sweep("users", &data, now).unwrap();
+        assert_eq!(sweep.values_cleared.get("traits.email"), Some(&1));
+        assert_eq!(sweep.values_cleared.get("contacts[].email"), Some(&2));
+        let traits = sweep.batch.column(1).as_struct();
+        assert!(traits.column(0).is_null(0) && traits.column(0).is_valid(1));
+        assert_eq!(traits.column(1).null_count(), 0, "plan is kept");
+        let contacts = sweep.batch.column(2).as_list::<i32>();
+        let emails = contacts.values().as_struct().column(0).clone();
+        assert_eq!(
+            (emails.is_null(0), emails.is_null(1), emails.is_null(2)),
+            (true, true, false)
+        );
+    }
 }

@@ -390,6 +390,9 @@ pub struct FieldAction {
     pub method: Option<Method>,
 }
 
+/// The last schema a [`Masking`] planned for, and its plan.
+type PlannedSchema = (SchemaRef, Arc<Plan>);
+
 /// A transform applying masking methods to fields at any depth, one column (or child
 /// array) at a time.
 ///
@@ -415,7 +418,7 @@ pub struct Masking {
     /// The policy and destination to ask, when built from a policy.
     derived: Option<(crate::policy::Policy, String)>,
     /// The plan of the last schema seen: schemas change rarely, batches often.
-    cache: Arc<Mutex<Option<(SchemaRef, Arc<Plan>)>>>,
+    cache: Arc<Mutex<Option<PlannedSchema>>>,
 }
 
 impl Masking {
