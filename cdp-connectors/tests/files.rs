@@ -9,6 +9,8 @@ mod support;
 
 #[path = "files/conformance.rs"]
 mod conformance;
+#[path = "files/csv_drift.rs"]
+mod csv_drift;
 #[path = "files/csv_source.rs"]
 mod csv_source;
 #[path = "files/destination_conformance.rs"]

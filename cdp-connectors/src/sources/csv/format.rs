@@ -202,7 +202,12 @@ impl CsvFormat {
     }
 
     /// Types a batch of text columns into the stream's schema.
-    fn typed(&self, text: &RecordBatch, extras: Vec<Option<String>>) -> Result<RecordBatch, ArrowError> {
+    fn typed(
+        &self,
+        text: &RecordBatch,
+        extras: Vec<Option<String>>,
+        from_salvage: bool,
+    ) -> Result<RecordBatch, ArrowError> {
         let rows = text.num_rows();
         let refused = |what: String| ArrowError::CastError(what);
         let mut overflow: Vec<BTreeMap<String, String>> = Vec::new();
@@ -270,21 +275,60 @@ impl CsvFormat {
                 None => columns.push(new_null_array(field.data_type(), rows)),
             }
         }
+        if !from_salvage && self.may_hide_a_stray_quote(&columns) {
+            return Err(refused("a value spans lines; its records are checked one by one".into()));
+        }
         RecordBatch::try_new(self.schema.clone(), columns)
     }
 
-    /// Whether a line after the first of `tail` (which an open quote runs through) reads as
-    /// a complete row of its own: evidence that the quote is stray rather than a quoted
-    /// value still being written.
-    fn later_line_is_a_row(&self, tail: &[u8]) -> bool {
-        let mut lines = tail.split_inclusive(|b| *b == b'\n').skip(1);
-        lines.any(|line| {
-            line.ends_with(b"\n")
-                && self
-                    .splitter
-                    .first(line, true)
-                    .is_some_and(|found| found.fields.len() == self.layout.len())
-        })
+    /// Whether a line after the first of `text` (which a quote runs through) reads as a
+    /// complete row of its own: evidence that the quote is stray (it swallowed the rows
+    /// after it) rather than opening a value that spans lines. A row of its own has every
+    /// field, each fitting its column, and a value in a column that is not text: in an
+    /// all-text file a stray quote and a multi-line value look the same, and the record
+    /// is taken as it reads.
+    fn later_line_is_a_row(&self, text: &[u8]) -> bool {
+        let mut lines = text.split_inclusive(|b| *b == b'\n').skip(1);
+        lines.any(|line| line.ends_with(b"\n") && self.is_a_row(line))
+    }
+
+    fn is_a_row(&self, line: &[u8]) -> bool {
+        let Some(found) = self.splitter.first(line, true) else {
+            return false;
+        };
+        if found.fields.len() != self.layout.len() {
+            return false;
+        }
+        let mut typed = false;
+        for (slot, field) in self.layout.iter().zip(&found.fields) {
+            let Ok(text) = std::str::from_utf8(field) else {
+                return false;
+            };
+            let Slot::Field(name) = slot else { continue };
+            let Some((_, f)) = self.schema.fields().find(name) else {
+                continue;
+            };
+            if !fits(text, f.data_type(), self.is_explicit(name)) {
+                return false;
+            }
+            typed |= !text.is_empty() && f.data_type() != &DataType::Utf8;
+        }
+        typed
+    }
+
+    /// Whether a stray quote could go unnoticed in a batch: a text value holds a line break
+    /// and the schema has a column that is not text (see [`Self::later_line_is_a_row`]).
+    fn may_hide_a_stray_quote(&self, columns: &[ArrayRef]) -> bool {
+        let typed = self
+            .schema
+            .fields()
+            .iter()
+            .any(|f| f.data_type() != &DataType::Utf8);
+        typed
+            && columns.iter().any(|c| {
+                c.as_string_opt::<i32>()
+                    .is_some_and(|s| s.values().contains(&b'\n'))
+            })
     }
 }
 
@@ -319,7 +363,9 @@ impl RecordFormat for CsvFormat {
         };
         let take = decoder.extras.len().min(text.num_rows());
         let extras: Vec<Option<String>> = decoder.extras.drain(..take).collect();
-        self.typed(&text, extras).map(Some)
+        // Rows pushed one by one were checked already.
+        let from_salvage = take > 0;
+        self.typed(&text, extras, from_salvage).map(Some)
     }
 
     fn finish(&self, decoder: &mut CsvDecoder) -> Result<(), ArrowError> {
@@ -395,6 +441,15 @@ impl RecordFormat for CsvFormat {
                 Ok(text) => texts.push(text),
                 Err(_) => return reject(format!("invalid UTF-8 in field {}", i + 1), false),
             }
+        }
+        if multiline && self.later_line_is_a_row(record) {
+            return reject(
+                "a quote on this line is closed only lines later, and the lines between read \
+                 as rows of their own: the quote is stray; the line is refused and reading \
+                 goes on with the next one"
+                    .into(),
+                true,
+            );
         }
         let n = texts.len();
         let counted = || {
