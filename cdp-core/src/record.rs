@@ -26,6 +26,30 @@ pub const LINEAGE_ID_COLUMN: &str = "_cdp_lineage_id";
 /// Profile id assigned by identity resolution.
 pub const PROFILE_ID_COLUMN: &str = "_cdp_profile_id";
 
+/// Arrow field metadata key naming a field's extension type.
+pub const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
+/// The canonical extension type of a text field holding JSON documents. Whoever emits JSON
+/// text (an overflow column of unknown keys, a raw payload) marks it with this, so that
+/// governance treats its content as opaque rather than as an ordinary string.
+pub const JSON_EXTENSION: &str = "arrow.json";
+
+/// A nullable UTF-8 field named `name` marked as JSON text ([`JSON_EXTENSION`]).
+pub fn json_text_field(name: impl Into<String>) -> Field {
+    let metadata = std::collections::HashMap::from([(
+        EXTENSION_NAME_KEY.to_string(),
+        JSON_EXTENSION.to_string(),
+    )]);
+    Field::new(name, DataType::Utf8, true).with_metadata(metadata)
+}
+
+/// Whether `field` is marked as JSON text ([`JSON_EXTENSION`]).
+pub fn is_json_text(field: &Field) -> bool {
+    field
+        .metadata()
+        .get(EXTENSION_NAME_KEY)
+        .is_some_and(|name| name == JSON_EXTENSION)
+}
+
 /// Whether a column name is one of the reserved system columns.
 pub fn is_system_column(name: &str) -> bool {
     name.starts_with(SYSTEM_PREFIX)

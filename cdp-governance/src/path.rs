@@ -21,9 +21,8 @@
 //! A pattern that matches a struct, list or map covers everything inside it.
 //!
 //! Some fields hold data the schema cannot see into: a JSON text column (marked with the
-//! canonical `arrow.json` extension type, as the file sources do for the overflow column of
-//! unknown keys), the keys of a map, and the values of a map whose values are scalars (open
-//! keys). They are *opaque*: the policy's `opaque_class` applies unless the field's own
+//! canonical `arrow.json` extension type, [`cdp_core::record::json_text_field`]), the keys
+//! of a map, and the values of a map whose values are scalars (open keys). They are *opaque*: the policy's `opaque_class` applies unless the field's own
 //! metadata says otherwise.
 
 use std::fmt;
@@ -32,11 +31,8 @@ use cdp_core::arrow::datatypes::{DataType, FieldRef, Schema};
 
 use crate::mask::MASKING_METADATA_KEY;
 
-/// Arrow field metadata key of an extension type's name.
-pub const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
-
-/// The canonical extension type of a text column holding JSON documents.
-pub const JSON_EXTENSION: &str = "arrow.json";
+use cdp_core::record::is_json_text;
+pub use cdp_core::record::{EXTENSION_NAME_KEY, JSON_EXTENSION};
 
 /// One step from a field to what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -356,14 +352,6 @@ pub fn nodes(schema: &Schema) -> Vec<NestedPath> {
         }
     }
     out
-}
-
-/// Whether `field` holds JSON text by its extension type.
-pub fn is_json_text(field: &FieldRef) -> bool {
-    field
-        .metadata()
-        .get(EXTENSION_NAME_KEY)
-        .is_some_and(|name| name == JSON_EXTENSION)
 }
 
 /// The children a container field holds, each with the path step to it and whether it is
