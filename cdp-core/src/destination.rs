@@ -15,6 +15,20 @@ pub struct RejectedRow {
     pub reason: String,
 }
 
+/// A row a destination refused while flushing (a constraint, a value its column cannot
+/// hold): the batch it came in is gone by then, so the destination hands over the row itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRow {
+    /// The stream the row belongs to.
+    pub stream: String,
+    /// The row, rendered as one JSON object (see [`row_to_json`](crate::event::row_to_json)).
+    pub row: String,
+    /// Why it was refused, in the destination's words (a database's message and error code).
+    pub reason: String,
+    /// Where it was refused (the table, the flush), when the destination can say.
+    pub position: Option<String>,
+}
+
 /// What a [`Destination::write`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -74,6 +88,16 @@ pub struct OpenContext {
 /// }
 /// ```
 ///
+/// # Refused rows
+///
+/// A destination refuses rows, never the batch around them, when the rows are what is
+/// wrong (a value its column cannot hold, a constraint they break): the runtime
+/// dead-letters them and everything else lands in the same epoch. Rows found wrong in
+/// [`write`](Destination::write) go in its [`WriteOutcome`]; rows the store itself refuses
+/// at [`flush`](Destination::flush) are handed over by
+/// [`take_refused`](Destination::take_refused) after the flush succeeds. Only errors that
+/// are not about particular rows (a lost connection, a missing permission) fail a flush.
+///
 /// A destination need only be `Send`, not `Sync`: the runtime drives each one from a single
 /// task, and every async method takes `&mut self`.
 #[async_trait]
@@ -102,6 +126,14 @@ pub trait Destination: std::fmt::Debug + Send {
 
     /// Makes everything written so far durable, as part of barrier `epoch`.
     async fn flush(&mut self, epoch: u64) -> Result<()>;
+
+    /// The rows the last successful [`flush`](Destination::flush) refused instead of
+    /// failing (see [Refused rows](Destination#refused-rows)). The runtime calls it right
+    /// after each flush that returned `Ok` and dead-letters what it returns, in the same
+    /// epoch. Defaults to none.
+    fn take_refused(&mut self) -> Vec<RefusedRow> {
+        Vec::new()
+    }
 
     /// The pipeline committed `epoch`: publish what was staged for it. Defaults to `Ok`.
     async fn commit(&mut self, epoch: u64) -> Result<()> {
@@ -140,6 +172,10 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
 
     async fn flush(&mut self, epoch: u64) -> Result<()> {
         (**self).flush(epoch).await
+    }
+
+    fn take_refused(&mut self) -> Vec<RefusedRow> {
+        (**self).take_refused()
     }
 
     async fn commit(&mut self, epoch: u64) -> Result<()> {

@@ -121,9 +121,34 @@ pub enum Error {
         message: String,
     },
 
+    /// Another run of the same pipeline holds its lease (see
+    /// [`Lease`](crate::checkpoint::Lease)): a second run at the same time would read the
+    /// same input again and write it twice, or corrupt what the first one stages. Nothing
+    /// was read or written.
+    #[error(
+        "pipeline `{pipeline}` is already running ({holder}){}; not starting a second run of it, which would duplicate or corrupt its output: wait for that run to end, or let this one wait for it (`lease_wait`)",
+        waited_for(*.waited)
+    )]
+    Leased {
+        /// The pipeline id.
+        pipeline: String,
+        /// Who holds the lease, as far as the store can tell (process id, host, since when).
+        holder: String,
+        /// How long this run waited for the lease.
+        waited: Duration,
+    },
+
     /// The run was cancelled before it finished.
     #[error("cancelled")]
     Cancelled,
+}
+
+fn waited_for(waited: Duration) -> String {
+    if waited.is_zero() {
+        String::new()
+    } else {
+        format!(" and did not end within {waited:?}")
+    }
 }
 
 fn crash_reason(panic: Option<&str>) -> String {

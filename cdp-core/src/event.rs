@@ -43,6 +43,22 @@ pub enum SourceEvent {
     /// A schemaless source found data its schema did not hold (a new key, a value of
     /// another type) and says what it did about it; counted per stream in the run report.
     Drift(SchemaDrift),
+    /// The source noticed something about its input that changes what it reads (a file
+    /// replaced, truncated or rotated under its name); said in the run report.
+    Notice(SourceNotice),
+}
+
+/// Something a source noticed about its input and what it did about it, for the run
+/// report: a file replaced under its name (read again from its start), a rotated file
+/// recognised under its new name (read on from where it was).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceNotice {
+    /// The stream.
+    pub stream: String,
+    /// What it is about (a file, relative to the source's path).
+    pub subject: String,
+    /// What happened and what the source did, in words.
+    pub message: String,
 }
 
 /// What a schemaless source found that its schema did not hold.

@@ -60,12 +60,12 @@ pub mod transforms;
 pub use catalog::{Catalog, StreamSpec, SyncMode};
 #[cfg(feature = "sqlite")]
 pub use checkpoint::SqliteStateStore;
-pub use checkpoint::{MemoryStateStore, StateStore};
-pub use destination::{Destination, OpenContext, RejectedRow, WriteOutcome};
+pub use checkpoint::{Lease, LeaseGuard, MemoryStateStore, StateStore};
+pub use destination::{Destination, OpenContext, RefusedRow, RejectedRow, WriteOutcome};
 pub use error::{BoxError, Error, Result, Stage};
 pub use event::{
     Checkpoint, DEAD_LETTER_STREAM, DeadLetter, DriftAction, DriftKind, PipelineState, SchemaDrift,
-    SourceEvent,
+    SourceEvent, SourceNotice,
 };
 pub use flow::{Flow, FlowCheck};
 pub use identifier::{Identifier, Normaliser, Vocabulary};

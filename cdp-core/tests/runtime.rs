@@ -12,6 +12,7 @@ mod runtime {
     mod dead_letter;
     mod delivery;
     mod flow;
+    mod lease;
     mod micro_batch;
     mod retry;
     mod stages;

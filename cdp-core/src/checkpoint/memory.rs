@@ -1,16 +1,22 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::StateStore;
+use super::lease::{Lease, LocalLeases};
 use crate::error::{Error, Result};
 use crate::event::PipelineState;
 
 /// Keeps state in memory: for tests and for pipelines that always start from scratch.
+///
+/// Its [lease](StateStore::lease) keeps two runs of one pipeline on this store apart within
+/// the process (the only place the store is seen).
 #[derive(Debug, Default)]
 pub struct MemoryStateStore {
     states: Mutex<HashMap<String, PipelineState>>,
+    leases: LocalLeases,
 }
 
 impl MemoryStateStore {
@@ -40,5 +46,9 @@ impl StateStore for MemoryStateStore {
     async fn reset(&self, pipeline_id: &str) -> Result<()> {
         self.lock()?.remove(pipeline_id);
         Ok(())
+    }
+
+    async fn lease(&self, pipeline_id: &str, wait: Duration) -> Result<Lease> {
+        self.leases.acquire(pipeline_id, wait).await
     }
 }

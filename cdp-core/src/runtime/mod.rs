@@ -10,6 +10,13 @@
 //! replays from the committed cursors and destinations discard anything staged for a later
 //! epoch (or upsert idempotently), so nothing is lost or duplicated.
 //!
+//! # One run at a time
+//!
+//! A run first takes its pipeline's [`Lease`](crate::checkpoint::Lease) from the state
+//! store and holds it to the end; a second run of the same pipeline waits
+//! ([`PipelineBuilder::lease_wait`]) or stops with [`Error::Leased`] before it reads or
+//! writes anything. Before each state commit the run checks that it still holds the lease.
+//!
 //! # Backpressure
 //!
 //! Source → router → each destination are bounded channels of
@@ -84,6 +91,7 @@ pub struct PipelineBuilder {
     streams: Vec<String>,
     sync_mode: Option<SyncMode>,
     cancel_grace: Duration,
+    lease_wait: Duration,
 }
 
 impl PipelineBuilder {
@@ -206,6 +214,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// How long a run waits for another run of the same pipeline (same id, same state
+    /// store) to end before giving up with [`Error::Leased`]. Default zero: refuse at once.
+    /// See [`Lease`](crate::checkpoint::Lease).
+    pub fn lease_wait(mut self, wait: Duration) -> Self {
+        self.lease_wait = wait;
+        self
+    }
+
     /// Checks the composition and returns the pipeline.
     pub fn build(self) -> Result<Pipeline> {
         let source = self
@@ -254,6 +270,7 @@ impl PipelineBuilder {
             streams: self.streams,
             sync_mode: self.sync_mode,
             cancel_grace: self.cancel_grace,
+            lease_wait: self.lease_wait,
             cancel: CancellationToken::new(),
             stats,
         })
@@ -278,6 +295,7 @@ pub struct Pipeline {
     streams: Vec<String>,
     sync_mode: Option<SyncMode>,
     cancel_grace: Duration,
+    lease_wait: Duration,
     cancel: CancellationToken,
     stats: Arc<LiveStats>,
 }
@@ -321,6 +339,7 @@ impl Pipeline {
             streams: Vec::new(),
             sync_mode: None,
             cancel_grace: Duration::from_secs(10),
+            lease_wait: Duration::ZERO,
         }
     }
 

@@ -47,12 +47,19 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         retry,
         streams,
         cancel_grace,
+        lease_wait,
         cancel,
         stats,
         sync_mode,
     } = pipeline;
     let fail = |e: StageError| e.into_error(&id);
 
+    // One run at a time: held until this function returns, whatever the outcome.
+    let lease = state_store
+        .lease(&id, lease_wait)
+        .await
+        .at(|| Stage::StateStore)
+        .map_err(fail)?;
     let committed = retry
         .retry("load state", async || state_store.load(&id).await)
         .await
@@ -96,6 +103,7 @@ pub(super) async fn run(pipeline: Pipeline) -> Result<RunStatus> {
         commit_every_rows,
         has_dlq: dead_letter.is_some(),
         source_name: source.name().to_string(),
+        lease,
     };
     // Policy first: nothing is opened, read or written if a declared flow is refused.
     router.check_declared_flows().map_err(fail)?;
@@ -286,6 +294,8 @@ struct Router {
     commit_every_rows: usize,
     has_dlq: bool,
     source_name: String,
+    /// This run's hold on the pipeline, checked before every state commit.
+    lease: crate::checkpoint::Lease,
 }
 
 impl Router {
@@ -399,6 +409,11 @@ impl Router {
                 tracing::info!(stream = %drift.stream, path = %drift.path, kind = ?drift.kind,
                     action = ?drift.action, detail = %drift.detail, "schema drift");
                 self.stats.drift(drift);
+            }
+            SourceEvent::Notice(notice) => {
+                tracing::warn!(stream = %notice.stream, subject = %notice.subject,
+                    "{}", notice.message);
+                self.stats.notice(notice);
             }
             SourceEvent::SchemaChange { stream, schema } => {
                 self.stats
@@ -635,6 +650,7 @@ impl Router {
             .take()
             .unwrap_or_else(|| self.committed.clone());
         state.epoch = epoch;
+        self.lease.check().at(|| Stage::StateStore)?;
         retry
             .retry("commit state", async || store.commit(id, &state).await)
             .await

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::event::{DeadLetter, SchemaDrift};
+use crate::event::{DeadLetter, SchemaDrift, SourceNotice};
 use crate::identity::IdentityEventKind;
 
 const NONE: i64 = i64::MIN;
@@ -72,6 +72,7 @@ pub(crate) struct LiveStats {
     pub(crate) dead_letter_samples: Mutex<Vec<DeadLetter>>,
     pub(crate) dead_letters: AtomicU64,
     pub(crate) drift_samples: Mutex<Vec<SchemaDrift>>,
+    pub(crate) notices: Mutex<Vec<SourceNotice>>,
     pub(crate) status: Mutex<RunStatus>,
 }
 
@@ -79,6 +80,8 @@ pub(crate) struct LiveStats {
 pub(crate) const DEAD_LETTER_SAMPLES: usize = 100;
 /// How many drift events a report keeps (all are counted).
 pub(crate) const DRIFT_SAMPLES: usize = 100;
+/// How many source notices a report keeps (the rest are logged only).
+pub(crate) const NOTICES: usize = 100;
 
 impl LiveStats {
     pub(crate) fn new(pipeline_id: &str, destinations: Vec<String>) -> Self {
@@ -96,6 +99,7 @@ impl LiveStats {
             dead_letter_samples: Mutex::new(Vec::new()),
             dead_letters: AtomicU64::new(0),
             drift_samples: Mutex::new(Vec::new()),
+            notices: Mutex::new(Vec::new()),
             status: Mutex::new(RunStatus::Running),
         }
     }
@@ -167,6 +171,16 @@ impl LiveStats {
             && samples.len() < DRIFT_SAMPLES
         {
             samples.push(drift);
+        }
+    }
+
+    pub(crate) fn notice(&self, notice: SourceNotice) {
+        metrics::counter!("cdp_source_notices_total", "pipeline" => self.pipeline_id.clone(), "stream" => notice.stream.clone())
+            .increment(1);
+        if let Ok(mut notices) = self.notices.lock()
+            && notices.len() < NOTICES
+        {
+            notices.push(notice);
         }
     }
 
@@ -274,6 +288,7 @@ impl LiveStats {
                 .lock()
                 .map(|s| s.clone())
                 .unwrap_or_default(),
+            notices: self.notices.lock().map(|n| n.clone()).unwrap_or_default(),
         }
     }
 }
@@ -363,6 +378,9 @@ pub struct RunReport {
     /// The schema drift events (the first 100; all are counted in each stream's
     /// `drift_events`).
     pub drift: Vec<SchemaDrift>,
+    /// What the source noticed about its input and did about it (a file replaced,
+    /// truncated or rotated), the first 100.
+    pub notices: Vec<SourceNotice>,
 }
 
 impl RunReport {
@@ -430,6 +448,16 @@ impl fmt::Display for RunReport {
                     f,
                     "    {}: {} ({}): {:?}",
                     event.stream, event.path, event.detail, event.action
+                )?;
+            }
+        }
+        if !self.notices.is_empty() {
+            writeln!(f, "  source notices: {}", self.notices.len())?;
+            for notice in &self.notices {
+                writeln!(
+                    f,
+                    "    {}: {}: {}",
+                    notice.stream, notice.subject, notice.message
                 )?;
             }
         }

@@ -149,6 +149,25 @@ impl Worker {
                             .run("flush", destination, &epoch, |d, epoch| d.flush(*epoch))
                             .await;
                         counters.flushes.fetch_add(1, Ordering::Relaxed);
+                        if result.is_ok() {
+                            let refused = destination.take_refused();
+                            let count = refused.len() as u64;
+                            // They were counted as written when the batch was.
+                            let _ = counters.rows_written.fetch_update(
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                                |written| Some(written.saturating_sub(count)),
+                            );
+                            counters.rows_rejected.fetch_add(count, Ordering::Relaxed);
+                            rejected.extend(refused.into_iter().map(|r| {
+                                let letter =
+                                    DeadLetter::new(r.stream, stage.clone(), r.reason, r.row);
+                                match r.position {
+                                    Some(position) => letter.at(position),
+                                    None => letter,
+                                }
+                            }));
+                        }
                         let failed = result.is_err();
                         let _ = reply.send(result.map(|()| std::mem::take(&mut rejected)));
                         if failed {
