@@ -447,4 +447,76 @@ mod tests {
         )]));
         assert!(field_class(&f).is_err());
     }
+
+    #[test]
+    fn containers_pass_their_class_down_and_opaque_content_is_restricted() {
+        let classifier = Classifier::new(
+            vec![
+                ClassRule {
+                    pattern: "context".into(),
+                    class: DataClass::Restricted,
+                },
+                ClassRule {
+                    pattern: "*email*".into(),
+                    class: DataClass::Sensitive,
+                },
+            ],
+            BTreeMap::new(),
+            DataClass::Public,
+        );
+        let utf8 = |name: &str| Field::new(name, DataType::Utf8, true);
+        let json = crate::path::leaves(&Schema::new(vec![cdp_core::record::json_text_field(
+            "_overflow",
+        )]));
+        let schema = Schema::new(vec![
+            Field::new_struct(
+                "context",
+                vec![Field::new_struct("device", vec![utf8("id")], true)],
+                true,
+            ),
+            Field::new_struct("traits", vec![utf8("email"), utf8("plan")], true),
+        ]);
+        let got: Vec<(String, DataClass, String)> = classifier
+            .classify_leaves(None, &schema)
+            .unwrap()
+            .into_iter()
+            .map(|(leaf, c)| (leaf.path.to_string(), c.class, c.source.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "context.device.id".to_string(),
+                    DataClass::Restricted,
+                    "inside `context`: rule #1 `context`".to_string()
+                ),
+                (
+                    "traits.email".to_string(),
+                    DataClass::Sensitive,
+                    "rule #2 `*email*`".to_string()
+                ),
+                (
+                    "traits.plan".to_string(),
+                    DataClass::Public,
+                    "default_class".to_string()
+                ),
+            ]
+        );
+        // A struct's class is the highest inside it.
+        let traits = schema.field_with_name("traits").unwrap();
+        assert_eq!(
+            classifier.classify(None, traits).unwrap().class,
+            DataClass::Sensitive
+        );
+        let overflow = classifier.classify_leaf(None, &json[0]).unwrap();
+        assert_eq!(
+            (overflow.class, overflow.source),
+            (DataClass::Restricted, ClassSource::Opaque)
+        );
+        let lowered = classifier.with_opaque_class(DataClass::Internal);
+        assert_eq!(
+            lowered.classify_leaf(None, &json[0]).unwrap().class,
+            DataClass::Internal
+        );
+    }
 }

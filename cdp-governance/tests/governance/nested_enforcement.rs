@@ -626,3 +626,60 @@ proptest! {
         check(&case)?;
     }
 }
+
+#[test]
+fn the_readme_policy_example_parses_and_reaches_nested_fields() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split("## Governance on nested data")
+        .nth(1)
+        .expect("README has the section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block");
+    let policy = PolicyConfig::from_toml(block)
+        .unwrap()
+        .build()
+        .unwrap()
+        .with_keys(Keys::new().with_hash_key(HASH_KEY).unwrap());
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, true);
+    let schema = Schema::new(vec![
+        Field::new_struct("traits", vec![utf8("email"), utf8("plan")], true),
+        Field::new_struct(
+            "context",
+            vec![
+                utf8("ip"),
+                Field::new_struct("device", vec![utf8("id")], true),
+            ],
+            true,
+        ),
+    ]);
+    let decisions = policy.decide(None, "activation", &schema).unwrap();
+    let printed: Vec<String> = decisions.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        printed,
+        [
+            "* -> activation: `traits.email` is sensitive (rule #1 `*email*`) -> masked: hash \
+             [destinations.activation.require.sensitive]",
+            "* -> activation: `traits.plan` is internal (default_class) -> in the clear \
+             [destinations.activation.max_class = internal]",
+            "* -> activation: `context.ip` is restricted (rule #2 `context.**`) -> dropped \
+             [destinations.activation.require.restricted]",
+            "* -> activation: `context.device.id` is restricted (rule #2 `context.**`) -> \
+             masked: hash [destinations.activation.fields.context.device.id]",
+        ]
+    );
+    let masked = policy
+        .masking_for("activation", &schema)
+        .unwrap()
+        .masked_schema(&schema)
+        .unwrap();
+    let context = masked.field_with_name("context").unwrap();
+    let DataType::Struct(inside) = context.data_type() else {
+        panic!("context is a struct");
+    };
+    let names: Vec<&str> = inside.iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["device"], "context.ip dropped from the struct");
+}
