@@ -25,3 +25,5 @@ mod jsonl_source;
 mod parquet_source;
 #[path = "files/pipeline.rs"]
 mod pipeline;
+#[path = "files/rotation.rs"]
+mod rotation;

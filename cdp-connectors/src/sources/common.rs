@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use cdp_core::event::SourceNotice;
 use cdp_core::{
     Batch, Catalog, Checkpoint, Error, ReadRequest, Result, SourceEvent, SourceEventStream,
     StreamSpec, SyncMode,
@@ -14,6 +15,7 @@ use cdp_core::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::file_identity::{self, FileIdentity, Positions};
 use super::schema::check_user_schema;
 
 /// Rows per batch unless configured otherwise.
@@ -35,6 +37,8 @@ pub(crate) struct FileOptions {
     pub(crate) infer_records: usize,
     pub(crate) batch_size: usize,
     pub(crate) extensions: Vec<String>,
+    /// What the cursor's positions count (byte offsets unless the format says rows).
+    pub(crate) positions: Positions,
 }
 
 impl FileOptions {
@@ -48,6 +52,7 @@ impl FileOptions {
             infer_records: DEFAULT_INFER_RECORDS,
             batch_size: DEFAULT_BATCH_SIZE,
             extensions: extensions.iter().map(|e| (*e).to_string()).collect(),
+            positions: Positions::Bytes,
         }
     }
 
@@ -181,10 +186,14 @@ impl SchemaCell {
     }
 }
 
-/// The cursor of a file stream: per file (by name), the position up to which it was read.
+/// The cursor of a file stream: per file (by name), the position up to which it was read,
+/// and the identity of the version read (see [`file_identity`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FileCursor {
     pub(crate) files: BTreeMap<String, u64>,
+    /// Absent from cursors written before identities were kept; such entries trust names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) identity: BTreeMap<String, FileIdentity>,
     /// The fields a schemaless read added or widened (see `schemaless`), so a resumed read
     /// decodes with the schema the interrupted one had reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,7 +211,8 @@ impl FileCursor {
             Some(value) => serde_json::from_value(value.clone()).map_err(|e| Error::Cursor {
                 stream: stream.to_string(),
                 message: format!(
-                    "not a file cursor (expected {{\"files\": {{\"name\": position}}}}): {e}"
+                    "not a file cursor (expected {{\"files\": {{\"name\": position}}, \
+                     \"identity\": {{\"name\": {{…}}}}}}, the identities optional): {e}"
                 ),
             }),
         }
@@ -222,6 +232,12 @@ pub(crate) struct Emitter {
     cursor: FileCursor,
     /// The cursor as of the last checkpoint sent, so nothing is checkpointed twice.
     checkpointed: FileCursor,
+    positions: Positions,
+    /// The identity of each listed file's version, entered into the cursor with the file's
+    /// first checkpoint.
+    versions: BTreeMap<String, FileIdentity>,
+    /// The file being read, open for the fingerprints of the bytes before each position.
+    current: Option<(String, std::fs::File)>,
 }
 
 impl Emitter {
@@ -230,6 +246,7 @@ impl Emitter {
         stream: &str,
         source_id: &str,
         cursor: FileCursor,
+        positions: Positions,
     ) -> Self {
         Emitter {
             tx,
@@ -237,7 +254,61 @@ impl Emitter {
             source_id: source_id.into(),
             checkpointed: cursor.clone(),
             cursor,
+            positions,
+            versions: BTreeMap::new(),
+            current: None,
         }
+    }
+
+    /// Matches the listed `files` with the cursor before anything is read (see
+    /// [`file_identity`]): a file replaced or truncated is read from its start, a rotated
+    /// one on from where its version was, entries of files gone are dropped. Says what
+    /// happened in notices, and checkpoints the cursor if that changed it.
+    pub(crate) fn resolve(&mut self, files: &[(String, PathBuf)]) -> Result<()> {
+        let resolved = file_identity::resolve(
+            files,
+            &self.cursor.files,
+            &self.cursor.identity,
+            self.positions,
+        )?;
+        for (subject, message) in resolved.notices {
+            tracing::warn!(stream = %self.stream, file = %subject, "{message}");
+            self.send(SourceEvent::Notice(SourceNotice {
+                stream: self.stream.to_string(),
+                subject,
+                message,
+            }))?;
+        }
+        let mut cursor = FileCursor {
+            schema: self.cursor.schema.take(),
+            ..FileCursor::default()
+        };
+        for (key, position) in resolved.positions {
+            // A version never read has no entry until its first checkpoint, as on a first run.
+            if position > 0
+                && let Some(identity) = resolved.identities.get(&key)
+            {
+                cursor.identity.insert(key.clone(), identity.clone());
+                cursor.files.insert(key, position);
+            }
+        }
+        self.versions = resolved.identities;
+        self.cursor = cursor;
+        if self.cursor != self.checkpointed {
+            self.checkpointed = self.cursor.clone();
+            let checkpoint = Checkpoint::new(self.stream.to_string(), self.cursor.to_json());
+            self.send(SourceEvent::Checkpoint(checkpoint))?;
+        }
+        Ok(())
+    }
+
+    /// Starts reading `file` (at `path`): its positions are fingerprinted from here on.
+    pub(crate) fn begin_file(&mut self, file: &str, path: &Path) -> Result<()> {
+        self.current = match self.positions {
+            Positions::Bytes => Some((file.to_string(), open_file(path)?)),
+            Positions::Rows => None,
+        };
+        Ok(())
     }
 
     pub(crate) fn stream(&self) -> &str {
@@ -268,6 +339,21 @@ impl Emitter {
     /// Emits a checkpoint placing `file` at `position`, unless nothing moved since the last.
     pub(crate) fn checkpoint(&mut self, file: &str, position: u64) -> Result<()> {
         self.cursor.files.insert(file.to_string(), position);
+        if !self.cursor.identity.contains_key(file)
+            && let Some(identity) = self.versions.get(file)
+        {
+            self.cursor
+                .identity
+                .insert(file.to_string(), identity.clone());
+        }
+        if let Some((current, handle)) = &mut self.current
+            && current == file
+            && let Some(identity) = self.cursor.identity.get_mut(file)
+        {
+            identity
+                .set_tail(handle, position)
+                .map_err(|e| Error::io(file.to_string(), e))?;
+        }
         if self.cursor == self.checkpointed {
             return Ok(());
         }
@@ -387,8 +473,10 @@ where
             return Ok(());
         }
         let mut read_file = make(&options)?;
-        let mut out = Emitter::new(tx, &stream, &options.name, cursor);
+        let mut out = Emitter::new(tx, &stream, &options.name, cursor, options.positions);
+        out.resolve(&files)?;
         for (key, path) in &files {
+            out.begin_file(key, path)?;
             read_file(&mut out, key, path)?;
         }
         Ok(())

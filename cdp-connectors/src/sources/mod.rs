@@ -4,10 +4,14 @@
 //! File sources:
 //!
 //! Each reads one file, or a directory of files (sorted by name) as one stream, and resumes
-//! from a cursor of the form `{"files": {"a.jsonl": 123456}}`: the byte offset reached in
-//! each JSONL or CSV file, the rows read from each Parquet file. Batches hold at most
-//! `batch_size` rows and each is followed by a checkpoint covering exactly what was emitted
-//! so far, dead letters included.
+//! from a cursor of the form `{"files": {"a.jsonl": 123456}, "identity": {"a.jsonl": {…}}}`:
+//! the byte offset reached in each JSONL or CSV file, the rows read from each Parquet file,
+//! and a fingerprint of each file's version (its first bytes, the bytes before the offset,
+//! device and inode), so that a file replaced, truncated or rotated under its name is read
+//! from its start and a rotated one is read on under its new name, each version once; the
+//! run report says what happened (see `file_identity`). Batches hold at most `batch_size`
+//! rows and each is followed by a checkpoint covering exactly what was emitted so far, dead
+//! letters included.
 
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod common;
@@ -17,6 +21,8 @@ pub mod csv;
 mod engine;
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod file_config;
+#[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
+mod file_identity;
 #[cfg(feature = "jsonl")]
 pub mod jsonl;
 #[cfg(feature = "parquet")]

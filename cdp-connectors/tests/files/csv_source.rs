@@ -27,8 +27,8 @@ async fn explicit_schema_reads_every_row_after_the_header() {
     read.assert_aligned(16);
     assert_eq!(read.records()[0].schema(), id_name_schema());
     assert_eq!(
-        read.last_cursor(),
-        json!({"files": {"users.csv": file_len(&path)}})
+        read.last_cursor()["files"],
+        json!({"users.csv": file_len(&path)})
     );
 }
 
@@ -160,8 +160,8 @@ async fn bad_rows_become_dead_letters_with_their_line() {
             "batch size {batch_size}"
         );
         assert_eq!(
-            read.last_cursor(),
-            json!({"files": {"bad.csv": file_len(&path)}})
+            read.last_cursor()["files"],
+            json!({"bad.csv": file_len(&path)})
         );
     }
 }

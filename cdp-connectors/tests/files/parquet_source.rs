@@ -52,10 +52,7 @@ async fn inferred_schema_reads_every_row() {
     let read = read_all(&source, ReadRequest::default()).await;
     assert_eq!(read.ids("id"), (0..100).collect::<Vec<_>>());
     read.assert_aligned(30);
-    assert_eq!(
-        read.last_cursor(),
-        json!({"files": {"scores.parquet": 100}})
-    );
+    assert_eq!(read.last_cursor()["files"], json!({"scores.parquet": 100}));
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 pub use config::{ParquetSourceConfig, ParquetSourceOptions};
 
 use super::common::{Emitter, FileOptions, SchemaCell, open_file, read_stream};
+use super::file_identity::Positions;
 
 const CONNECTOR: &str = "parquet";
 
@@ -25,8 +26,10 @@ const CONNECTOR: &str = "parquet";
 ///
 /// The cursor is the number of rows read from each file, so a resume skips them without
 /// decoding them. Parquet files are immutable once written: a directory grows by new files,
-/// which are read after the ones already done. With an explicit schema only its columns are
-/// decoded, cast to its types; a nullable column missing from a file reads as nulls.
+/// which are read after the ones already done. A file replaced under its name (another size
+/// or other first bytes) is read again from its start, and the run report says so. With an
+/// explicit schema only its columns are decoded, cast to its types; a nullable column
+/// missing from a file reads as nulls.
 ///
 /// ```no_run
 /// use cdp_connectors::sources::ParquetSource;
@@ -44,8 +47,10 @@ impl ParquetSource {
     /// (sorted by name, including sub-folders except `_`/`.`-prefixed ones, so a partitioned
     /// landing zone reads back) as one stream. The schema is the first file's unless given.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        let mut options = FileOptions::new(CONNECTOR, path.into(), &["parquet"]);
+        options.positions = Positions::Rows;
         ParquetSource {
-            options: FileOptions::new(CONNECTOR, path.into(), &["parquet"]),
+            options,
             schema: SchemaCell::default(),
         }
     }
