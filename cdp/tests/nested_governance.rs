@@ -442,3 +442,53 @@ fn parquet_rows(dir: &Path) -> Vec<String> {
     }
     rows
 }
+
+#[test]
+fn unknown_keys_in_the_overflow_column_cannot_smuggle_data_to_activation() {
+    // Keys first seen after the sample go to the overflow column (JSON text): the policy
+    // cannot see what it holds, so it counts as `restricted` and activation does not get it.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let events = (0..60).map(|i| {
+        let mut e = identify(i, false);
+        if i >= 20 {
+            e["secret_contact"] = json!(format!("hidden.{i}@example.com"));
+        }
+        e
+    });
+    write_events(&input, "identify.jsonl", events);
+    let out = dir.path().join("out");
+    let policy = policy();
+    runtime().block_on(async {
+        let source = JsonlSource::new(&input)
+            .with_stream("identify")
+            .with_infer_records(10)
+            .with_new_fields(cdp::connectors::NewFields::Overflow);
+        let schema = source.discover().await.unwrap().streams[0].schema.clone();
+        let landing = JsonlDestination::new(out.join("landing")).with_name("landing");
+        let activation = JsonlDestination::new(out.join("activation")).with_name("activation");
+        Pipeline::builder("overflow-governance")
+            .source(source)
+            .destination_with(landing, policy.transforms_for("landing", &schema).unwrap())
+            .destination_with(
+                activation,
+                policy.transforms_for("activation", &schema).unwrap(),
+            )
+            .check(policy.enforcer())
+            .mode(RunMode::Batch)
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
+    });
+    let landed = all_text(&out.join("landing"));
+    let exported = all_text(&out.join("activation"));
+    assert_eq!(jsonl_rows(&out.join("activation")).len(), 60);
+    for i in 20..60 {
+        let raw = format!("hidden.{i}@example.com");
+        assert!(landed.contains(&raw), "the landing zone keeps `{raw}`");
+        assert!(!exported.contains(&raw), "`{raw}` reached activation");
+    }
+    assert!(!exported.contains("_overflow"));
+}

@@ -155,10 +155,9 @@ impl DriftPolicy {
             )));
         }
         let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(
+        // Marked as JSON text, so governance treats what it holds as opaque.
+        fields.push(Arc::new(cdp_core::record::json_text_field(
             &self.overflow_column,
-            DataType::Utf8,
-            true,
         )));
         Ok(Arc::new(Schema::new_with_metadata(
             fields,
