@@ -27,3 +27,5 @@ mod parquet_source;
 mod pipeline;
 #[path = "files/rotation.rs"]
 mod rotation;
+#[path = "files/values.rs"]
+mod values;

@@ -120,8 +120,8 @@ impl<F: LandingFormat> Destination for LandingDestination<F> {
 
     async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome> {
         let batch = batch.clone();
-        self.inner.run(move |landing| landing.write(&batch)).await?;
-        Ok(WriteOutcome::default())
+        let rejected = self.inner.run(move |landing| landing.write(&batch)).await?;
+        Ok(WriteOutcome { rejected })
     }
 
     async fn flush(&mut self, epoch: u64) -> Result<()> {

@@ -1,10 +1,12 @@
 //! The staging and publishing logic shared by the file destinations.
 //!
-//! Writes of epoch `e` go to `{root}/_staging/{pipeline}/epoch-{e}/{stream}/dt=…/part-….{ext}`, the same
-//! relative layout as the published files. `flush(e)` finishes and fsyncs them; `commit(e)`
-//! renames each into `{root}` (an atomic replace, so publishing twice leaves the same files)
-//! and removes the staging directory. `open` finishes an interrupted commit for every epoch the
-//! pipeline committed and deletes the staging of later ones, which the runtime will replay.
+//! Writes of epoch `e` go to `{root}/_staging/{pipeline}/epoch-{e}-{run}/{stream}/dt=…/part-….{ext}`,
+//! the same relative layout as the published files; `{run}` is unique to each `open`, so two
+//! runs never write the same staged file, even if they overlap (which the pipeline's lease
+//! prevents). `flush(e)` finishes and fsyncs them; `commit(e)` renames each into `{root}` (an
+//! atomic replace, so publishing twice leaves the same files) and removes the staging
+//! directory. `open` finishes an interrupted commit for every epoch the pipeline committed and
+//! deletes the staging of later ones, which the runtime will replay.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -20,7 +22,7 @@ use arrow::compute::{cast, filter_record_batch, is_null};
 #[cfg(feature = "jsonl")]
 use arrow::datatypes::Schema;
 use arrow::datatypes::{DataType, Date32Type, SchemaRef};
-use cdp_core::{Batch, Error, OpenContext, Result, StreamSpec};
+use cdp_core::{Batch, Error, OpenContext, RejectedRow, Result, StreamSpec};
 use chrono::{DateTime, NaiveDate};
 
 /// Name of the staging directory under the root.
@@ -44,6 +46,12 @@ pub(crate) trait FileFormat: Send + Sync + std::fmt::Debug {
     fn create(&self, file: File, path: &Path, schema: SchemaRef) -> Result<Box<dyn PartWriter>>;
     /// Whether one file holds one schema, so a schema change starts a new file.
     fn one_schema_per_file(&self) -> bool;
+    /// Rows of `batch` the format cannot hold without changing a value (they become dead
+    /// letters). Default: none.
+    fn refused(&self, batch: &RecordBatch) -> Vec<RejectedRow> {
+        let _ = batch;
+        Vec::new()
+    }
 }
 
 #[derive(Debug)]
@@ -69,6 +77,8 @@ pub(crate) struct Landing {
     /// it so that several pipelines can share one root (one dead-letter folder, say) without
     /// publishing, discarding or overwriting each other's files.
     pipeline: String,
+    /// Unique to each `open`: the staging directories of this run are its own.
+    run: String,
     open: BTreeMap<PartKey, OpenPart>,
     next_seq: HashMap<PartKey, u32>,
     schemas: HashMap<String, SchemaRef>,
@@ -93,6 +103,7 @@ impl Landing {
             max_file_bytes,
             epoch: None,
             pipeline: String::new(),
+            run: String::new(),
             open: BTreeMap::new(),
             next_seq: HashMap::new(),
             schemas: HashMap::new(),
@@ -124,12 +135,14 @@ impl Landing {
     }
 
     fn staging(&self, epoch: u64) -> PathBuf {
-        self.staging_root().join(format!("epoch-{epoch}"))
+        self.staging_root()
+            .join(format!("epoch-{epoch}-{}", self.run))
     }
 
     pub(crate) fn open(&mut self, ctx: &OpenContext) -> Result<()> {
         create_dir_all(&self.root)?;
         self.pipeline = file_safe(&ctx.pipeline_id);
+        self.run = run_token();
         // Abandon anything a previous use of this value left open.
         self.open.clear();
         self.next_seq.clear();
@@ -141,9 +154,11 @@ impl Landing {
                 for entry in entries {
                     let entry = entry.map_err(|e| io(&staging_root, e))?;
                     let name = entry.file_name();
+                    // `epoch-{e}-{run}`, or `epoch-{e}` as staged by earlier versions.
                     let epoch = name
                         .to_str()
                         .and_then(|n| n.strip_prefix("epoch-"))
+                        .and_then(|n| n.split('-').next())
                         .and_then(|n| n.parse::<u64>().ok());
                     match epoch {
                         Some(epoch) => staged.push((epoch, entry.path())),
@@ -161,7 +176,7 @@ impl Landing {
         for (epoch, dir) in staged {
             if epoch <= ctx.committed_epoch {
                 tracing::info!(epoch, "publishing files staged before a restart");
-                self.publish(epoch)?;
+                self.publish_dir(&dir)?;
             } else {
                 tracing::info!(
                     epoch,
@@ -198,7 +213,26 @@ impl Landing {
         Ok(())
     }
 
-    pub(crate) fn write(&mut self, batch: &Batch) -> Result<()> {
+    /// Stages `batch`, but for the rows the format refuses, which it returns.
+    pub(crate) fn write(&mut self, batch: &Batch) -> Result<Vec<RejectedRow>> {
+        let refused = self.format.refused(&batch.data);
+        if refused.is_empty() {
+            self.write_rows(batch)?;
+        } else {
+            let mut keep = vec![true; batch.num_rows()];
+            for r in &refused {
+                keep[r.row] = false;
+            }
+            let data = filter_record_batch(&batch.data, &keep.into())?;
+            self.write_rows(&Batch {
+                data,
+                ..batch.clone()
+            })?;
+        }
+        Ok(refused)
+    }
+
+    fn write_rows(&mut self, batch: &Batch) -> Result<()> {
         let Some(epoch) = self.epoch else {
             return Err(Error::Config(format!(
                 "{}: write before open: call `Destination::open` first, so staged files of an \
@@ -302,6 +336,12 @@ impl Landing {
     /// published, or nothing was written).
     pub(crate) fn publish(&mut self, epoch: u64) -> Result<()> {
         let staging = self.staging(epoch);
+        self.publish_dir(&staging)
+    }
+
+    /// Moves the files staged in `staging` into place, then removes it.
+    fn publish_dir(&mut self, staging: &Path) -> Result<()> {
+        let staging = staging.to_path_buf();
         if !staging.exists() {
             return Ok(());
         }
@@ -531,6 +571,22 @@ fn sync_dir(dir: &Path) -> Result<()> {
         let _ = dir;
         Ok(())
     }
+}
+
+/// A token no other `open` (in this process or another) produces: process id and time.
+fn run_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static OPENS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:x}.{:x}.{:x}",
+        std::process::id(),
+        nanos,
+        OPENS.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `id` with every character outside `[A-Za-z0-9_.-]` replaced by `_`, never empty.

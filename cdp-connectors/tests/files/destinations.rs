@@ -77,16 +77,27 @@ fn published(root: &Path) -> BTreeSet<String> {
     out
 }
 
+/// The epochs staged under `root` (`epoch-N`), without the run token of each directory.
 fn staged_epochs(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join("_staging/test"))
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
+    let mut names: Vec<String> = staged_dirs(root)
+        .iter()
+        .map(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let mut parts = name.splitn(3, '-');
+            format!("{}-{}", parts.next().unwrap(), parts.next().unwrap())
         })
-        .unwrap_or_default();
+        .collect();
     names.sort();
     names
+}
+
+/// The staging directories of pipeline `test` under `root`, sorted.
+fn staged_dirs(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root.join("_staging/test"))
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
 }
 
 fn read_jsonl_ids(path: &Path) -> Vec<i64> {
@@ -315,7 +326,9 @@ async fn an_interrupted_commit_is_finished_by_open() {
     // Simulate a crash half-way through the renames: one file already moved.
     let rel = "users/dt=2024-05-01/part-test-0000000001-00000.jsonl";
     std::fs::create_dir_all(root.join("users/dt=2024-05-01")).unwrap();
-    std::fs::rename(root.join("_staging/test/epoch-1").join(rel), root.join(rel)).unwrap();
+    let staged = staged_dirs(&root);
+    assert_eq!(staged_epochs(&root), ["epoch-1"]);
+    std::fs::rename(staged[0].join(rel), root.join(rel)).unwrap();
 
     let mut dest = JsonlDestination::new(&root);
     dest.open(&ctx(1)).await.unwrap();

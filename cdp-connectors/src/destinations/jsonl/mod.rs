@@ -1,16 +1,20 @@
 //! The JSONL landing-zone destination.
 
 mod config;
+mod encode;
 
 use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_json::LineDelimitedWriter;
-use cdp_core::Result;
+use arrow_json::writer::{LineDelimited, WriterBuilder};
+use cdp_core::{RejectedRow, Result};
 
 pub use config::{JsonlDestinationConfig, JsonlDestinationOptions};
 
@@ -27,6 +31,12 @@ const CONNECTOR: &str = <Jsonl as super::file::LandingFormat>::CONNECTOR;
 /// row is in exactly one published file. Rows keep their `_cdp_` columns; null values are
 /// left out of the objects. Schema changes need nothing special: each line carries its keys.
 /// Pointed at the dead-letter stream, it keeps rejected records with their reasons.
+///
+/// Values JSON has no literal for keep their values: NaN and ±infinity are written as the
+/// strings `"NaN"`, `"Infinity"` and `"-Infinity"`, and a time of day of `24:00:00` (which
+/// PostgreSQL has) as `"24:00:00"`. A row with any other temporal value that cannot be
+/// written as text (a date beyond chrono's ±262,000 years) is refused, and becomes a dead
+/// letter, rather than written with an error message in its place.
 ///
 /// ```no_run
 /// use cdp_connectors::destinations::JsonlDestination;
@@ -61,14 +71,21 @@ impl FileFormat for JsonlFormat {
             inner: BufWriter::with_capacity(256 * 1024, file),
             bytes: 0,
         };
+        let writer = WriterBuilder::new()
+            .with_encoder_factory(Arc::new(encode::ExactValues))
+            .build::<_, LineDelimited>(out);
         Ok(Box::new(JsonlPart {
-            writer: LineDelimitedWriter::new(out),
+            writer,
             path: path.to_path_buf(),
         }))
     }
 
     fn one_schema_per_file(&self) -> bool {
         false
+    }
+
+    fn refused(&self, batch: &RecordBatch) -> Vec<RejectedRow> {
+        encode::unrenderable(batch)
     }
 }
 
