@@ -49,6 +49,7 @@ pub mod hash;
 pub mod identifier;
 pub mod identity;
 pub mod memory;
+pub mod merged;
 pub mod path;
 pub mod record;
 pub mod retry;
@@ -70,6 +71,7 @@ pub use event::{
 pub use flow::{Flow, FlowCheck};
 pub use identifier::{Identifier, Normaliser, Vocabulary};
 pub use identity::{IdentityEvent, IdentityEventKind, IdentityResolver, ResolvedBatch};
+pub use merged::MergedSource;
 pub use record::{
     Batch, BatchMeta, LINEAGE_ID_COLUMN, OP_COLUMN, Op, PROFILE_ID_COLUMN, RECORD_HASH_COLUMN,
     SOURCE_COLUMN, SYNCED_AT_COLUMN,
