@@ -17,9 +17,13 @@ mod destination;
 mod destination_conformance;
 #[path = "postgres/pipeline.rs"]
 mod pipeline;
+#[path = "postgres/refusals.rs"]
+mod refusals;
 #[path = "postgres/source.rs"]
 mod source;
 #[path = "postgres/state_store.rs"]
 mod state_store;
 #[path = "postgres/tls.rs"]
 mod tls;
+#[path = "postgres/values.rs"]
+mod values;

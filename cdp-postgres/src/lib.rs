@@ -12,6 +12,8 @@
 //! - [`types`]: the mapping between PostgreSQL and Arrow types, and values rendered as
 //!   PostgreSQL input text.
 //! - [`quote`]: identifiers and literals quoted for SQL text.
+//! - [`refusal`]: the server refusing rows (a value, a constraint) told apart from every
+//!   other failure, and what a declared column type lets through unchanged.
 //!
 //! It depends on `cdp-core` only; connectors and backends build on it rather than on each
 //! other.
@@ -55,6 +57,7 @@
 mod connection;
 pub mod copy;
 pub mod quote;
+pub mod refusal;
 #[cfg(feature = "tls")]
 mod tls;
 pub mod types;
@@ -64,4 +67,5 @@ pub use connection::{
 };
 pub use copy::{CopyDecoder, CopyEncoder};
 pub use quote::{ident, literal, qualified};
+pub use refusal::RowRefusal;
 pub use types::{PG_TYPE_METADATA, PgKind};

@@ -140,11 +140,13 @@ async fn a_nul_byte_in_text_is_refused_row_by_row() {
             [
                 (
                     1,
-                    "column `name` holds a NUL byte, which PostgreSQL text cannot store"
+                    "column `name` holds a NUL byte, which PostgreSQL text cannot store \
+                     (the server refuses it with SQLSTATE 22021)"
                 ),
                 (
                     2,
-                    "column `note` holds a NUL byte, which PostgreSQL text cannot store"
+                    "column `note` holds a NUL byte, which PostgreSQL text cannot store \
+                     (the server refuses it with SQLSTATE 22021)"
                 ),
             ],
             "{table}"

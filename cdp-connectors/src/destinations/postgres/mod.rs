@@ -1,6 +1,8 @@
 //! The PostgreSQL destination: tables from Arrow schemas, one transaction per flush.
 
 mod config;
+mod fit;
+mod isolate;
 
 use std::collections::HashMap;
 
@@ -8,13 +10,16 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field};
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
+use cdp_core::destination::RefusedRow;
 use cdp_core::record::{OP_COLUMN, RECORD_HASH_COLUMN};
 use cdp_core::{
     Batch, Destination, Error, Op, RejectedRow, Result, RetryPolicy, StreamSpec, WriteOutcome,
 };
 use cdp_postgres::copy::normalized;
+use cdp_postgres::refusal::{Declared, assignable_type};
 use cdp_postgres::{
-    CopyEncoder, PG_TYPE_METADATA, PgKind, PostgresConnection, ident, pg_error, qualified,
+    CopyEncoder, PG_TYPE_METADATA, PgKind, PostgresConnection, RowRefusal, ident, pg_error,
+    qualified,
 };
 use futures::SinkExt;
 use tokio_postgres::Client;
@@ -31,6 +36,9 @@ const SEND_CHUNK: usize = 1 << 20;
 const MERGE_WORK_MEM: &str = "64MB";
 /// The first server version with `MERGE`.
 const MERGE_SINCE: u32 = 150_000;
+/// Rows one flush may refuse before the flush fails instead (see
+/// [`PostgresDestination::with_max_refused_rows`]).
+pub const DEFAULT_MAX_REFUSED_ROWS: usize = 1000;
 
 /// Writes streams into PostgreSQL tables, one table per stream.
 ///
@@ -40,9 +48,13 @@ const MERGE_SINCE: u32 = 150_000;
 ///   its declared type, so `jsonb` stays `jsonb`), with the stream's primary key, or a
 ///   unique `_cdp_record_hash` when it has none. A wider schema later adds the new columns
 ///   (`ALTER TABLE … ADD COLUMN`); columns are never dropped or retyped.
-/// - [`write`](Destination::write) only checks and keeps the batch (rows with a null key,
-///   tombstones of streams without a key, and rows with a NUL byte in a string column, which
-///   PostgreSQL text cannot store, are refused row by row).
+/// - [`write`](Destination::write) only checks and keeps the batch. Refused row by row (and
+///   dead-lettered with the reason): rows with a null key, tombstones of streams without a
+///   key, rows with a NUL byte in a string column (PostgreSQL text cannot store one: the
+///   server would refuse it with SQLSTATE 22021), and rows with a value an existing column
+///   would change rather than refuse (a fraction into an integer column, more decimals than
+///   a `numeric`'s scale, a text longer than a `character varying(n)`, more digits of a
+///   second than a `timestamp(p)`, nanoseconds): values are kept or refused, never changed.
 /// - [`flush`](Destination::flush) applies everything kept since the last flush in one
 ///   transaction: per stream, a binary `COPY` into a temporary staging table (each key
 ///   once: when a key occurs more than once, its last row wins), then — under a
@@ -55,6 +67,14 @@ const MERGE_SINCE: u32 = 150_000;
 ///   after a crash leaves the table as it was. If the connection breaks, the transaction
 ///   is rolled back by the server, the error is transient, and the retried flush
 ///   reconnects and applies the same rows again: a batch is committed whole or not at all.
+/// - When PostgreSQL refuses a flush for its data (a `CHECK`, `NOT NULL` or `UNIQUE`
+///   constraint, a value out of a column's range: SQLSTATE classes 22 and 23), the rows it
+///   refuses are found by splitting the flush under savepoints, and handed to the runtime
+///   with PostgreSQL's message and SQLSTATE ([`take_refused`](Destination::take_refused))
+///   to be dead-lettered; every other row lands in the same transaction and epoch, so a
+///   rerun never meets the refused rows again. This costs nothing while no row is refused:
+///   the flush's statements are the same. More than
+///   [`max_refused_rows`](Self::with_max_refused_rows) refused rows in one flush fail it.
 ///
 /// Streams without a primary key are appended; rows with identical content collapse into
 /// one (they have the same record hash).
@@ -78,6 +98,9 @@ pub struct PostgresDestination {
     /// Batches written since the last flush, in arrival order.
     pending: Vec<(String, RecordBatch)>,
     flushes: u64,
+    /// Rows the last flush refused, until the runtime takes them.
+    refused: Vec<RefusedRow>,
+    max_refused_rows: usize,
 }
 
 /// What the destination knows of one stream's table.
@@ -109,7 +132,17 @@ impl PostgresDestination {
             tables: HashMap::new(),
             pending: Vec::new(),
             flushes: 0,
+            refused: Vec::new(),
+            max_refused_rows: DEFAULT_MAX_REFUSED_ROWS,
         }
+    }
+
+    /// How many rows PostgreSQL may refuse in one flush (each dead-lettered) before the
+    /// flush fails instead, the trouble then being the table rather than a few rows.
+    /// Default [`DEFAULT_MAX_REFUSED_ROWS`].
+    pub fn with_max_refused_rows(mut self, rows: usize) -> Self {
+        self.max_refused_rows = rows;
+        self
     }
 
     /// Sets the instance name.
@@ -299,7 +332,8 @@ impl PostgresDestination {
         })
     }
 
-    /// Applies every pending batch in one transaction.
+    /// Applies every pending batch in one transaction; if PostgreSQL refuses rows, applies
+    /// all but those (see [`isolate`]) and keeps them for [`Destination::take_refused`].
     async fn apply(&mut self) -> Result<()> {
         self.flushes += 1;
         let flush = self.flushes;
@@ -329,14 +363,18 @@ impl PostgresDestination {
                 message: "written before it was prepared".into(),
             })?;
             let batches = &by_stream[stream];
-            plans.push(plan(
-                stream,
-                table,
-                &schema,
-                batches,
-                format!("_cdp_stage_{flush}_{index}"),
-                statements,
-            )?);
+            plans.push((
+                plan(
+                    stream,
+                    table,
+                    &schema,
+                    batches,
+                    format!("_cdp_stage_{flush}_{index}"),
+                    statements,
+                )?,
+                *stream,
+                qualified(&schema, &table.name),
+            ));
         }
         let Some(client) = self.client.as_mut().filter(|c| !c.is_closed()) else {
             return Err(Error::transient(
@@ -344,50 +382,109 @@ impl PostgresDestination {
                 "connection closed before the flush",
             ));
         };
+        let refusal = match apply_all(client, &plans, &by_stream, &connector).await {
+            Ok(()) => return Ok(()),
+            Err(Failure::Other(e)) => return Err(e),
+            Err(Failure::Rows(refusal)) => refusal,
+        };
+        // The failed transaction was rolled back when it was dropped.
+        tracing::warn!(destination = %connector, %refusal,
+            "PostgreSQL refused rows of the flush; finding them, the other rows still land");
         let tx = client
             .transaction()
             .await
             .map_err(|e| pg_error(&connector, "begin", e))?;
-        for (plan, stream) in plans.iter().zip(&order) {
-            let mut direct = None;
-            if let Some(d) = &plan.direct {
-                tx.batch_execute(&d.lock)
-                    .await
-                    .map_err(|e| pg_error(&connector, format!("lock the table of {stream}"), e))?;
-                let empty: bool = tx
-                    .query_one(&d.is_empty, &[])
-                    .await
-                    .and_then(|row| row.try_get(0))
-                    .map_err(|e| pg_error(&connector, format!("look into {stream}"), e))?;
-                if empty {
-                    direct = Some(d.copy.as_str());
+        let refused =
+            isolate::apply(&tx, &plans, &by_stream, &connector, self.max_refused_rows).await?;
+        if let Err(e) = tx.commit().await {
+            return Err(match RowRefusal::of(&e) {
+                Some(refusal) => {
+                    let tables: Vec<&str> = plans.iter().map(|(_, _, t)| t.as_str()).collect();
+                    isolate::refused_at_commit(&connector, &tables.join(", "), &refusal)
                 }
-            }
-            if let Some(copy) = direct {
-                // An empty table: no row to update or delete, and the keys are unique
-                // already, so the upserts go straight in and the tombstones are moot.
-                let batches = &by_stream[stream];
-                let keep = upserts_only(batches, &plan.keep)?;
-                copy_rows(&tx, copy, plan, batches, &keep, stream, &connector).await?;
-                continue;
-            }
-            tx.batch_execute(&plan.create_staging).await.map_err(|e| {
-                pg_error(&connector, format!("create staging table for {stream}"), e)
-            })?;
-            let batches = &by_stream[stream];
-            copy_rows(
-                &tx, &plan.copy, plan, batches, &plan.keep, stream, &connector,
-            )
-            .await?;
-            tx.batch_execute(&plan.merge)
-                .await
-                .map_err(|e| pg_error(&connector, format!("merge rows of {stream}"), e))?;
+                None => pg_error(&connector, "commit", e),
+            });
         }
-        tx.commit()
-            .await
-            .map_err(|e| pg_error(&connector, "commit", e))?;
+        tracing::warn!(destination = %connector, rows = refused.len(),
+            "PostgreSQL refused rows; they go to the dead letters");
+        self.refused.extend(refused);
         Ok(())
     }
+}
+
+/// Why a flush's statements failed.
+#[derive(Debug)]
+enum Failure {
+    /// The server refused the rows (or some of them); others may go through.
+    Rows(RowRefusal),
+    /// Anything else: the flush fails (and is retried if the error is transient).
+    Other(Error),
+}
+
+impl Failure {
+    fn of(connector: &str, context: impl Into<String>, e: tokio_postgres::Error) -> Failure {
+        match RowRefusal::of(&e) {
+            Some(refusal) => Failure::Rows(refusal),
+            None => Failure::Other(pg_error(connector, context, e)),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// The flush as one transaction: per stream, a `COPY` straight into an empty table, or into
+/// a staging table and a merge.
+async fn apply_all(
+    client: &mut Client,
+    plans: &[(Plan, &str, String)],
+    by_stream: &HashMap<&str, Vec<&RecordBatch>>,
+    connector: &str,
+) -> Result<(), Failure> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| pg_error(connector, "begin", e))?;
+    for (plan, stream, _) in plans {
+        let mut direct = None;
+        if let Some(d) = &plan.direct {
+            tx.batch_execute(&d.lock)
+                .await
+                .map_err(|e| pg_error(connector, format!("lock the table of {stream}"), e))?;
+            let empty: bool = tx
+                .query_one(&d.is_empty, &[])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| pg_error(connector, format!("look into {stream}"), e))?;
+            if empty {
+                direct = Some(d.copy.as_str());
+            }
+        }
+        let batches = &by_stream[stream];
+        if let Some(copy) = direct {
+            // An empty table: no row to update or delete, and the keys are unique
+            // already, so the upserts go straight in and the tombstones are moot.
+            let keep = upserts_only(batches, &plan.keep)?;
+            copy_rows(&tx, copy, plan, batches, &keep, stream, connector).await?;
+            continue;
+        }
+        tx.batch_execute(&plan.create_staging)
+            .await
+            .map_err(|e| pg_error(connector, format!("create staging table for {stream}"), e))?;
+        copy_rows(
+            &tx, &plan.copy, plan, batches, &plan.keep, stream, connector,
+        )
+        .await?;
+        tx.batch_execute(&plan.merge)
+            .await
+            .map_err(|e| Failure::of(connector, format!("merge rows of {stream}"), e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| Failure::of(connector, "commit", e))
 }
 
 /// Streams `batches` (the rows `keep` selects) as binary COPY through `copy`.
@@ -399,8 +496,8 @@ async fn copy_rows(
     keep: &[Option<Vec<bool>>],
     stream: &str,
     connector: &str,
-) -> Result<()> {
-    let failed = |e| pg_error(connector, format!("copy rows of {stream}"), e);
+) -> Result<(), Failure> {
+    let failed = |e| Failure::of(connector, format!("copy rows of {stream}"), e);
     let sink = tx.copy_in::<_, bytes::Bytes>(copy).await.map_err(failed)?;
     let mut sink = std::pin::pin!(sink);
     let mut encoder = CopyEncoder::new(plan.columns.clone(), plan.types.clone());
@@ -494,6 +591,8 @@ struct Plan {
     /// Per batch, the rows to send (`None`: all).
     keep: Vec<Option<Vec<bool>>>,
     create_staging: String,
+    /// Empties the staging table between the attempts of an isolation.
+    truncate_staging: String,
     copy: String,
     merge: String,
     /// For keyed streams whose column types match the encoding exactly: a `COPY` straight
@@ -598,7 +697,9 @@ fn plan(
         })?;
         exact &= table.oids.get(column) == Some(&kind.oid());
         staging_columns.push(format!("{} {}", ident(column), kind.sql_type()));
-        select.push(format!("s.{}::{target}", ident(column)));
+        // Cast to the type without its length (`character varying`, not `(5)`): the
+        // assignment then refuses a longer value, where an explicit cast would cut it.
+        select.push(format!("s.{}::{}", ident(column), assignable_type(target)));
     }
     let quoted: Vec<String> = columns.iter().map(|c| ident(c)).collect();
     let target = qualified(schema, &table.name);
@@ -648,7 +749,7 @@ fn plan(
             .key
             .iter()
             .map(|k| {
-                let declared = &table.columns[k];
+                let declared = assignable_type(&table.columns[k]);
                 format!("t.{0} = s.{0}::{declared}", ident(k))
             })
             .collect();
@@ -748,6 +849,7 @@ fn plan(
         types,
         keep,
         create_staging,
+        truncate_staging: format!("TRUNCATE {staging_ident}"),
         copy,
         merge,
         direct,
@@ -870,7 +972,8 @@ fn refuse_nul_bytes(batch: &RecordBatch, rejected: &mut Vec<RejectedRow>) {
                 rejected.push(RejectedRow {
                     row,
                     reason: format!(
-                        "column `{}` holds a NUL byte, which PostgreSQL text cannot store",
+                        "column `{}` holds a NUL byte, which PostgreSQL text cannot store \
+                         (the server refuses it with SQLSTATE 22021)",
                         field.name()
                     ),
                 });
@@ -918,7 +1021,16 @@ impl Destination for PostgresDestination {
                 stream: batch.stream.to_string(),
                 message: "written before it was prepared".into(),
             })?;
-        let rejected = refused(batch, &table.key)?;
+        let mut rejected = refused(batch, &table.key)?;
+        fit::refuse_misfits(
+            &batch.data,
+            |column| {
+                let sql_type = table.columns.get(column)?;
+                Some((sql_type.clone(), Declared::parse(sql_type)))
+            },
+            &mut rejected,
+        );
+        rejected.sort_by_key(|r| r.row);
         let data = if rejected.is_empty() {
             batch.data.clone()
         } else {
@@ -935,6 +1047,8 @@ impl Destination for PostgresDestination {
     }
 
     async fn flush(&mut self, _epoch: u64) -> Result<()> {
+        // Refusals not taken belong to a flush whose epoch is being retried or abandoned.
+        self.refused.clear();
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -948,6 +1062,10 @@ impl Destination for PostgresDestination {
             }
             Err(e) => Err(self.failed(e)),
         }
+    }
+
+    fn take_refused(&mut self) -> Vec<RefusedRow> {
+        std::mem::take(&mut self.refused)
     }
 
     async fn close(&mut self) -> Result<()> {
