@@ -1,12 +1,16 @@
 //! [`PostgresStateStore`]: pipeline state in a PostgreSQL table, shared by workers.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
-use cdp_core::{Error, PipelineState, Result, StateStore};
+use cdp_core::{Error, Lease, LeaseGuard, PipelineState, Result, StateStore};
 use cdp_postgres::{PostgresConnection, ident, pg_error, qualified};
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 const CONNECTOR: &str = "postgres state store";
+/// How often a run waiting for a lease tries again.
+const LEASE_POLL: Duration = Duration::from_millis(250);
 
 /// Keeps pipeline state in one PostgreSQL table, so workers on several machines share it.
 ///
@@ -15,6 +19,13 @@ const CONNECTOR: &str = "postgres state store";
 /// Each commit is one `INSERT … ON CONFLICT (pipeline_id) DO UPDATE` in its own
 /// transaction, so a crash leaves the old state or the new one. Broken connections are
 /// re-opened on the next call; their errors are transient, so the runtime retries them.
+///
+/// The [lease](StateStore::lease) of a pipeline is a session-level advisory lock
+/// (`pg_try_advisory_lock` on a hash of the table and the pipeline id) held by a connection
+/// of its own for the whole run: a second run, on this machine or another, waits or is
+/// refused and told the holder's backend pid, application name and client address. The
+/// server drops the lock when the holder's connection ends, however the process ends; a
+/// run whose lease connection was lost stops before its next state commit.
 ///
 /// ```no_run
 /// # async fn demo() -> cdp_core::Result<()> {
@@ -99,8 +110,86 @@ impl PostgresStateStore {
     }
 }
 
+/// A lease held by an advisory lock on the session of `client`.
+#[derive(Debug)]
+struct AdvisoryLease {
+    client: Client,
+    pipeline_id: String,
+}
+
+impl LeaseGuard for AdvisoryLease {
+    fn check(&self) -> Result<()> {
+        if self.client.is_closed() {
+            return Err(Error::State(format!(
+                "the connection holding the lease of pipeline `{}` was lost, so another run may \
+                 have started; stopping before committing beside it",
+                self.pipeline_id
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl PostgresStateStore {
+    /// The advisory lock key of `pipeline_id`'s lease, as SQL text hashed by the server.
+    fn lease_key(&self, pipeline_id: &str) -> String {
+        format!("cdp lease {} {pipeline_id}", self.table())
+    }
+}
+
 #[async_trait]
 impl StateStore for PostgresStateStore {
+    async fn lease(&self, pipeline_id: &str, wait: Duration) -> Result<Lease> {
+        let client = self.connection.connect(CONNECTOR).await?;
+        let key = self.lease_key(pipeline_id);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let taken: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                    &[&key],
+                )
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| pg_error(CONNECTOR, "take the pipeline's lease", e))?;
+            if taken {
+                return Ok(Lease::new(
+                    pipeline_id,
+                    AdvisoryLease {
+                        client,
+                        pipeline_id: pipeline_id.to_string(),
+                    },
+                ));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let holder = client
+                    .query_opt(
+                        "SELECT format('backend pid %s, application %L, client %s, since %s',
+                                       a.pid, a.application_name,
+                                       coalesce(host(a.client_addr), 'local'),
+                                       date_trunc('second', a.backend_start))
+                         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                           AND ((l.classid::bigint << 32) | l.objid::bigint)
+                               = hashtextextended($1, 0)
+                         LIMIT 1",
+                        &[&key],
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|row| row.try_get::<_, String>(0).ok())
+                    .unwrap_or_else(|| "another session".into());
+                return Err(Error::Leased {
+                    pipeline: pipeline_id.to_string(),
+                    holder: format!("PostgreSQL {holder}"),
+                    waited: wait,
+                });
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
     async fn load(&self, pipeline_id: &str) -> Result<PipelineState> {
         let sql = format!(
             "SELECT state::text FROM {} WHERE pipeline_id = $1",

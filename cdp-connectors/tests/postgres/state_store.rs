@@ -1,6 +1,7 @@
 //! The PostgreSQL state store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cdp_connectors::PostgresStateStore;
 use cdp_core::{PipelineState, StateStore};
@@ -58,4 +59,45 @@ async fn a_killed_connection_is_transient_and_the_store_reconnects() {
         store.commit("p", &state).await.unwrap();
     }
     assert_eq!(store.load("p").await.unwrap(), state);
+}
+
+#[tokio::test]
+async fn a_lease_keeps_a_second_run_out_until_its_connection_ends() {
+    let db = TestDb::new().await;
+    let app = format!("cdp-test-lease-{}", db.schema);
+    let first = PostgresStateStore::new(db.connection(&app)).with_table(&db.schema, "state");
+    let second =
+        PostgresStateStore::new(db.connection("cdp-test-lease-2")).with_table(&db.schema, "state");
+    let lease = first.lease("p", Duration::ZERO).await.unwrap();
+    lease.check().unwrap();
+    let refused = second.lease("p", Duration::ZERO).await.unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("already running"), "{message}");
+    assert!(message.contains(&app), "the holder is named: {message}");
+    // Another pipeline, or the same id in another state table, is not held up.
+    second.lease("q", Duration::ZERO).await.unwrap();
+    PostgresStateStore::new(db.connection("cdp-test-lease-3"))
+        .with_table(&db.schema, "other_state")
+        .lease("p", Duration::ZERO)
+        .await
+        .unwrap();
+
+    // A waiting run gets the lease once the holder's session ends, here killed.
+    let waiting = tokio::spawn(async move { second.lease("p", Duration::from_secs(20)).await });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!waiting.is_finished());
+    db.exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app}'"
+    ))
+    .await;
+    let taken = waiting.await.unwrap().unwrap();
+    taken.check().unwrap();
+    // The killed holder finds out before it commits.
+    for _ in 0..50 {
+        if lease.check().is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(lease.check().is_err());
 }
