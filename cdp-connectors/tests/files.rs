@@ -19,6 +19,8 @@ mod destination_conformance;
 mod destinations;
 #[path = "files/drift.rs"]
 mod drift;
+#[path = "files/fuzz.rs"]
+mod fuzz;
 #[path = "files/jsonl_source.rs"]
 mod jsonl_source;
 #[path = "files/parquet_source.rs"]

@@ -15,6 +15,8 @@ mod support;
 mod destination;
 #[path = "postgres/destination_conformance.rs"]
 mod destination_conformance;
+#[path = "postgres/drift.rs"]
+mod drift;
 #[path = "postgres/pipeline.rs"]
 mod pipeline;
 #[path = "postgres/refusals.rs"]

@@ -365,3 +365,20 @@ async fn a_byte_order_mark_and_crlf_line_breaks_are_read_through() {
     assert_eq!(texts(&read, "name"), [Some("a\r\nb".into()), Some("c".into())]);
     assert_eq!(source.name(), "csv");
 }
+
+/// Regression (found by the CSV property test): a quoted value spanning lines in a row with
+/// a field too many was refused line by line, and its second line landed as a row.
+#[tokio::test]
+async fn a_ragged_row_with_a_value_spanning_lines_is_one_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ragged.csv");
+    write(&path, "id\n0,\"\na\"\n1\n");
+    for new_fields in [NewFields::Evolve, NewFields::DeadLetter] {
+        let source = CsvSource::new(&path).with_new_fields(new_fields);
+        let read = read_all(&source, ReadRequest::default()).await;
+        assert_eq!(read.ids("id"), [1]);
+        let dead = read.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].payload, "0,\"\na\"");
+    }
+}

@@ -284,9 +284,10 @@ impl CsvFormat {
     /// Whether a line after the first of `text` (which a quote runs through) reads as a
     /// complete row of its own: evidence that the quote is stray (it swallowed the rows
     /// after it) rather than opening a value that spans lines. A row of its own has every
-    /// field, each fitting its column, and a value in a column that is not text: in an
-    /// all-text file a stray quote and a multi-line value look the same, and the record
-    /// is taken as it reads.
+    /// field, no quote read as a character (the line closing a quoted value has one), each
+    /// value fitting its column, and a value in a column that is not text: in an all-text
+    /// file a stray quote and a multi-line value look the same, and the record is taken as
+    /// it reads.
     fn later_line_is_a_row(&self, text: &[u8]) -> bool {
         let mut lines = text.split_inclusive(|b| *b == b'\n').skip(1);
         lines.any(|line| line.ends_with(b"\n") && self.is_a_row(line))
@@ -301,6 +302,10 @@ impl CsvFormat {
         }
         let mut typed = false;
         for (slot, field) in self.layout.iter().zip(&found.fields) {
+            // A quote read as a character: the line ends a quoted value, it is no row.
+            if field.contains(&self.dialect.quote) {
+                return false;
+            }
             let Ok(text) = std::str::from_utf8(field) else {
                 return false;
             };
@@ -461,7 +466,7 @@ impl RecordFormat for CsvFormat {
             format!("the row has {n} fields; {names} {width}")
         };
         if n < width {
-            return reject(counted(), multiline);
+            return reject(counted(), false);
         }
         let mut extras = BTreeMap::new();
         if n > width {
@@ -472,7 +477,7 @@ impl RecordFormat for CsvFormat {
                     DriftAction::DeadLettered,
                     || "fields past the header's".into(),
                 );
-                return reject(counted(), multiline);
+                return reject(counted(), false);
             }
             for (i, text) in texts.iter().enumerate().skip(width) {
                 if !text.is_empty() {
