@@ -211,8 +211,18 @@ fn try_lock(path: &Path) -> Result<std::result::Result<std::fs::File, String>> {
             Ok(Ok(file))
         }
         Err(std::fs::TryLockError::WouldBlock) => {
+            // The holder writes its description right after it locks: give it a moment.
             let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            for _ in 0..10 {
+                holder.clear();
+                let _ = file
+                    .rewind()
+                    .and_then(|()| file.read_to_string(&mut holder));
+                if !holder.trim().is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let holder = holder.trim();
             Ok(Err(if holder.is_empty() {
                 format!("lock file {}", path.display())
