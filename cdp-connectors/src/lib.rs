@@ -10,6 +10,7 @@
 //! | `files` (default) | all of the above | |
 //! | `postgres` | `PostgresSource`, `PostgresDestination`, `PostgresStateStore` | cdp-postgres, tokio-postgres |
 //! | `postgres-tls` | TLS for the PostgreSQL connections | rustls |
+//! | `http` | `HttpSource`, `WebhookDestination` | reqwest (rustls, `ring`), hmac |
 //!
 //! - The file sources read a file, or a directory of files as one stream, into Arrow
 //!   batches. They resume from a per-file cursor (byte offset, or rows for Parquet),
@@ -20,6 +21,9 @@
 //!   epoch's files and publishing them with atomic renames once the pipeline commits, so a
 //!   crash and a resume leave every row exactly once.
 //! - The PostgreSQL connectors: see [`postgres`](crate::postgres) (feature `postgres`).
+//! - The HTTP connectors (feature `http`): a declarative source for SaaS REST APIs
+//!   ([`sources::http`]) and a signed webhook destination ([`destinations::webhook`]);
+//!   what they share is in [`http`].
 //!
 //! Each connector has a serde `*Config` (for configuration files) with `validate()` and a
 //! `build()` that returns the boxed component, and a plain constructor for Rust code. The
@@ -66,6 +70,8 @@
 pub mod config;
 #[cfg(any(feature = "jsonl", feature = "parquet", feature = "postgres"))]
 pub mod destinations;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(
@@ -89,18 +95,22 @@ pub use destinations::{
 pub use sources::{ColumnConfig, ColumnType, FileSourceOptions};
 #[cfg(feature = "csv")]
 pub use sources::{CsvSource, CsvSourceConfig, CsvSourceOptions, DuplicateHeaders};
-#[cfg(any(feature = "jsonl", feature = "csv"))]
-pub use sources::{NewFields, TypeConflicts};
 #[cfg(feature = "jsonl")]
 pub use sources::{JsonlSource, JsonlSourceConfig, JsonlSourceOptions};
+#[cfg(any(feature = "jsonl", feature = "csv"))]
+pub use sources::{NewFields, TypeConflicts};
 #[cfg(feature = "parquet")]
 pub use sources::{ParquetSource, ParquetSourceConfig, ParquetSourceOptions};
 
 #[cfg(feature = "postgres")]
 pub use destinations::{PostgresDestination, PostgresDestinationConfig};
+#[cfg(feature = "http")]
+pub use destinations::{WebhookDestination, WebhookDestinationConfig};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConnection, PostgresSslMode, PostgresStateStore};
 #[cfg(feature = "postgres")]
 pub use sources::{
     FullRefreshDeletes, PostgresSource, PostgresSourceConfig, PostgresStreamConfig, PostgresTable,
 };
+#[cfg(feature = "http")]
+pub use sources::{HttpSource, HttpSourceConfig};

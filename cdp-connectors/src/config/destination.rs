@@ -59,6 +59,9 @@ pub enum DestinationConfig {
     /// `type = "postgres"` (feature `postgres`).
     #[cfg(feature = "postgres")]
     Postgres(crate::PostgresDestinationConfig),
+    /// `type = "webhook"` (feature `http`).
+    #[cfg(feature = "http")]
+    Webhook(crate::WebhookDestinationConfig),
     /// A type registered by the host.
     #[serde(untagged)]
     Custom(CustomDestinationConfig),
@@ -96,6 +99,8 @@ impl DestinationConfig {
             DestinationConfig::Parquet(config) => ("parquet", config),
             #[cfg(feature = "postgres")]
             DestinationConfig::Postgres(config) => ("postgres", config),
+            #[cfg(feature = "http")]
+            DestinationConfig::Webhook(config) => ("webhook", config),
             DestinationConfig::Custom(custom) => (custom.type_name(), custom.config()),
         }
     }

@@ -106,8 +106,9 @@ macro_rules! builtin {
 }
 
 impl ConnectorRegistry {
-    /// The built-in types of this build: sources `jsonl`, `csv`, `parquet`, `postgres` and
-    /// destinations `jsonl`, `parquet`, `postgres`, each with its cargo feature.
+    /// The built-in types of this build: sources `jsonl`, `csv`, `parquet`, `postgres`,
+    /// `http` and destinations `jsonl`, `parquet`, `postgres`, `webhook`, each with its cargo
+    /// feature.
     pub fn new() -> Self {
         let mut sources = Types::new("source", "sources");
         builtin!(
@@ -138,6 +139,13 @@ impl ConnectorRegistry {
             SourceConfig::Postgres,
             crate::PostgresSourceConfig
         );
+        builtin!(
+            sources,
+            "http",
+            "http",
+            SourceConfig::Http,
+            crate::HttpSourceConfig
+        );
         let mut destinations = Types::new("destination", "destinations");
         builtin!(
             destinations,
@@ -159,6 +167,13 @@ impl ConnectorRegistry {
             "postgres",
             DestinationConfig::Postgres,
             crate::PostgresDestinationConfig
+        );
+        builtin!(
+            destinations,
+            "webhook",
+            "http",
+            DestinationConfig::Webhook,
+            crate::WebhookDestinationConfig
         );
         ConnectorRegistry {
             sources,

@@ -65,6 +65,9 @@ pub enum SourceConfig {
     /// `type = "postgres"` (feature `postgres`).
     #[cfg(feature = "postgres")]
     Postgres(crate::PostgresSourceConfig),
+    /// `type = "http"` (feature `http`).
+    #[cfg(feature = "http")]
+    Http(crate::HttpSourceConfig),
     /// A type registered by the host.
     #[serde(untagged)]
     Custom(CustomSourceConfig),
@@ -104,6 +107,8 @@ impl SourceConfig {
             SourceConfig::Parquet(config) => ("parquet", config),
             #[cfg(feature = "postgres")]
             SourceConfig::Postgres(config) => ("postgres", config),
+            #[cfg(feature = "http")]
+            SourceConfig::Http(config) => ("http", config),
             SourceConfig::Custom(custom) => (custom.type_name(), custom.config()),
         }
     }

@@ -23,6 +23,8 @@ mod landing;
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "http")]
+pub mod webhook;
 
 #[cfg(feature = "jsonl")]
 pub use file::Jsonl;
@@ -40,6 +42,8 @@ pub use parquet::{
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresDestination, PostgresDestinationConfig};
+#[cfg(feature = "http")]
+pub use webhook::{WebhookDestination, WebhookDestinationConfig};
 
 #[cfg(any(feature = "jsonl", feature = "parquet"))]
 use std::path::{Path, PathBuf};

@@ -23,6 +23,8 @@ mod engine;
 mod file_config;
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod file_identity;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "jsonl")]
 pub mod jsonl;
 #[cfg(feature = "parquet")]
@@ -38,6 +40,8 @@ mod schemaless;
 pub use csv::{CsvSource, CsvSourceConfig, CsvSourceOptions, DuplicateHeaders};
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 pub use file_config::{FileSourceConfig, FileSourceFormat, FileSourceOptions};
+#[cfg(feature = "http")]
+pub use http::{HttpSource, HttpSourceConfig, HttpSourceOptions, HttpStreamConfig};
 #[cfg(feature = "jsonl")]
 pub use jsonl::{JsonlSource, JsonlSourceConfig, JsonlSourceOptions};
 #[cfg(feature = "parquet")]
