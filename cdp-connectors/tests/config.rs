@@ -261,7 +261,7 @@ fn an_unknown_key_is_refused_with_its_path_and_a_suggestion() {
         [
             "sources.events.batch_sise: unknown field `batch_sise` (did you mean \
              `batch_size`?), expected one of `path`, `name`, `stream`, `schema`, `batch_size`, \
-             `extensions`, `infer_records`",
+             `extensions`, `infer_records`, `new_fields`, `type_conflicts`, `overflow_column`",
             "sources.events.schema[0].nulable: unknown field `nulable`, expected one of `name`, \
              `type`, `nullable`",
         ]

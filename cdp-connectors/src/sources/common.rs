@@ -377,7 +377,11 @@ impl Emitter {
     /// Announces the stream's new schema; `state` (the changes that make it) goes into the
     /// cursor with the next checkpoint.
     #[cfg(any(feature = "jsonl", feature = "csv"))]
-    pub(crate) fn schema_change(&mut self, schema: SchemaRef, state: serde_json::Value) -> Result<()> {
+    pub(crate) fn schema_change(
+        &mut self,
+        schema: SchemaRef,
+        state: serde_json::Value,
+    ) -> Result<()> {
         self.cursor.schema = Some(state);
         self.send(SourceEvent::SchemaChange {
             stream: self.stream.clone(),

@@ -192,7 +192,9 @@ pub(crate) fn read_file<F: RecordFormat>(
                     .finish(&mut decoder)
                     .and_then(|()| format.flush(&mut decoder))
             } else {
-                Err(ArrowError::ParseError("a record is cut off at the end".into()))
+                Err(ArrowError::ParseError(
+                    "a record is cut off at the end".into(),
+                ))
             };
             match last {
                 Ok(batch) => {

@@ -42,10 +42,12 @@ pub struct FileSourceOptions {
     /// Stream name. Default: the file stem of a file, the name of a directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
-    /// Explicit columns. JSONL: keys not listed are ignored, a value that does not fit its
-    /// column sends the line to the dead letters. CSV: the columns in file order (a header
-    /// must name them). Parquet: the columns read, cast to these types. Omit to infer the
-    /// schema (JSONL, CSV) or take the first file's (Parquet).
+    /// Explicit columns. JSONL and CSV: the columns keep these types (a value that does not
+    /// fit sends its record to the dead letters), keys or columns not listed are handled by
+    /// `new_fields` (added, kept in the overflow column, or dead-lettered; never dropped);
+    /// CSV columns are matched to the header by name, or by position without one. Parquet:
+    /// the columns read, cast to these types. Omit to infer the schema (JSONL, CSV) or take
+    /// the first file's (Parquet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Vec<ColumnConfig>>,
     /// Maximum rows per batch; a checkpoint follows every batch. Default 8192.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use cdp_connectors::{
-    CsvSource, CsvSourceConfig, DuplicateHeaders, JsonlDestination, NewFields,
-    ParquetDestination, TypeConflicts,
+    CsvSource, CsvSourceConfig, DuplicateHeaders, JsonlDestination, NewFields, ParquetDestination,
+    TypeConflicts,
 };
 use cdp_core::{DriftAction, Error, MemoryStateStore, Pipeline, ReadRequest, RunMode, Source};
 use serde_json::json;
@@ -32,7 +32,11 @@ pub(crate) const ZONED: &str = "id,at,local\n\
     3,2024-05-01T10:00:00.123456Z,2024-05-01T10:00:00.5\n";
 
 /// The instants of `ZONED`, microseconds since the epoch.
-pub(crate) const INSTANTS: [i64; 3] = [1_577_836_882_000_000, 1_577_836_883_000_000, 1_714_557_600_123_456];
+pub(crate) const INSTANTS: [i64; 3] = [
+    1_577_836_882_000_000,
+    1_577_836_883_000_000,
+    1_714_557_600_123_456,
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zoned_timestamps_stay_utc_instants_in_every_landing_zone() {
@@ -69,16 +73,25 @@ async fn zoned_timestamps_stay_utc_instants_in_every_landing_zone() {
         .await
         .unwrap();
     let json = landed_json(&dir.path().join("jsonl"));
-    let zoned: Vec<_> = json.iter().map(|v| v["at"].as_str().unwrap().to_string()).collect();
+    let zoned: Vec<_> = json
+        .iter()
+        .map(|v| v["at"].as_str().unwrap().to_string())
+        .collect();
     // The zone is kept: each instant is written in UTC, marked as such.
     for (text, micros) in zoned.iter().zip(INSTANTS) {
         let parsed = chrono::DateTime::parse_from_rfc3339(text).unwrap();
         assert_eq!(parsed.timestamp_micros(), micros, "{text}");
         assert!(text.ends_with('Z'), "{text}");
     }
-    let local: Vec<_> = json.iter().map(|v| v["local"].as_str().unwrap().to_string()).collect();
+    let local: Vec<_> = json
+        .iter()
+        .map(|v| v["local"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(local[0], "2020-01-01T00:01:22");
-    assert!(local.iter().all(|t| !t.ends_with('Z') && !t.contains('+')), "{local:?}");
+    assert!(
+        local.iter().all(|t| !t.ends_with('Z') && !t.contains('+')),
+        "{local:?}"
+    );
     let parquet = landed_parquet(&dir.path().join("parquet"));
     let at = parquet[0].column_by_name("at").unwrap();
     assert!(
@@ -86,7 +99,12 @@ async fn zoned_timestamps_stay_utc_instants_in_every_landing_zone() {
         "{}",
         at.data_type()
     );
-    assert_eq!(at.as_primitive::<TimestampMicrosecondType>().values().to_vec(), INSTANTS);
+    assert_eq!(
+        at.as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .to_vec(),
+        INSTANTS
+    );
 }
 
 #[tokio::test]
@@ -101,7 +119,11 @@ async fn identifiers_with_leading_zeros_or_exponents_stay_text() {
     );
     let source = CsvSource::new(&path);
     let schema = source.schema().unwrap();
-    let types: Vec<_> = schema.fields().iter().map(|f| f.data_type().clone()).collect();
+    let types: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
     assert_eq!(
         types,
         [
@@ -114,8 +136,14 @@ async fn identifiers_with_leading_zeros_or_exponents_stay_text() {
         ]
     );
     let read = read_all(&source, ReadRequest::default()).await;
-    assert_eq!(texts(&read, "zip"), [Some("02134".into()), Some("10001".into())]);
-    assert_eq!(texts(&read, "sku"), [Some("1E5".into()), Some("2E7".into())]);
+    assert_eq!(
+        texts(&read, "zip"),
+        [Some("02134".into()), Some("10001".into())]
+    );
+    assert_eq!(
+        texts(&read, "sku"),
+        [Some("1E5".into()), Some("2E7".into())]
+    );
     assert_eq!(texts(&read, "phone")[0].as_deref(), Some("0044123456"));
 }
 
@@ -127,7 +155,10 @@ async fn duplicate_headers_are_an_error_or_suffixed_by_option() {
     let err = CsvSource::new(&path).discover().await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
     let message = err.to_string();
-    assert!(message.contains("`email` twice (columns 2 and 3)"), "{message}");
+    assert!(
+        message.contains("`email` twice (columns 2 and 3)"),
+        "{message}"
+    );
     assert!(message.contains("duplicate_headers"), "{message}");
 
     let config: CsvSourceConfig =
@@ -208,7 +239,11 @@ async fn a_stray_quote_and_a_short_row_are_one_dead_letter_each() {
     let dead = read.dead_letters();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].payload, "20,\"oops");
-    assert!(dead[0].reason.contains("never closed"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("never closed"),
+        "{}",
+        dead[0].reason
+    );
 }
 
 #[tokio::test]
@@ -231,7 +266,10 @@ async fn an_unterminated_last_row_waits_for_its_line_break() {
     // Exports that end without a line break can say so.
     write(&path, "id,email\n1,a@x.com\n2,b@x.com");
     let complete = CsvSource::new(&path).with_wait_for_newline(false);
-    assert_eq!(read_all(&complete, ReadRequest::default()).await.ids("id"), [1, 2]);
+    assert_eq!(
+        read_all(&complete, ReadRequest::default()).await.ids("id"),
+        [1, 2]
+    );
     // A quoted value still open at the end waits too.
     write(&path, "id,email\n1,a@x.com\n2,\"b@x.com\nand more");
     let read = read_all(&CsvSource::new(&path), ReadRequest::default()).await;
@@ -243,7 +281,10 @@ fn two_exports(dir: &Path) -> std::path::PathBuf {
     let exports = dir.join("exports");
     std::fs::create_dir(&exports).unwrap();
     write(&exports.join("2024-01.csv"), "id,name\n1,a\n2,b\n");
-    write(&exports.join("2024-02.csv"), "name,plan,id\nc,premium,3\nd,,4\n");
+    write(
+        &exports.join("2024-02.csv"),
+        "name,plan,id\nc,premium,3\nd,,4\n",
+    );
     exports
 }
 
@@ -254,7 +295,10 @@ async fn a_column_a_later_file_adds_evolves_the_schema_or_overflows_by_policy() 
     let source = CsvSource::new(&exports).with_infer_records(2);
     let read = read_all(&source, ReadRequest::default()).await;
     assert_eq!(read.ids("id"), [1, 2, 3, 4]);
-    assert_eq!(texts(&read, "name"), ["a", "b", "c", "d"].map(|s| Some(s.to_string())));
+    assert_eq!(
+        texts(&read, "name"),
+        ["a", "b", "c", "d"].map(|s| Some(s.to_string()))
+    );
     let changes = read
         .events
         .iter()
@@ -263,7 +307,11 @@ async fn a_column_a_later_file_adds_evolves_the_schema_or_overflows_by_policy() 
     assert_eq!(changes, 1);
     let last = read.records().pop().unwrap();
     assert_eq!(last.schema().field(2).name(), "plan");
-    let plan = last.column_by_name("plan").unwrap().as_string::<i32>().clone();
+    let plan = last
+        .column_by_name("plan")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
     assert_eq!(plan.value(0), "premium");
     assert!(plan.is_null(1));
 
@@ -293,7 +341,11 @@ async fn a_column_a_later_file_adds_evolves_the_schema_or_overflows_by_policy() 
     assert_eq!(read.ids("id"), [1, 2, 4]);
     let dead = read.dead_letters();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].reason.contains("column `plan`"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("column `plan`"),
+        "{}",
+        dead[0].reason
+    );
 }
 
 #[tokio::test]
@@ -330,7 +382,9 @@ async fn a_value_its_column_cannot_hold_widens_it_or_is_a_dead_letter() {
     }
     text.push_str("50,2.5\n51,n/a\n52,007\n");
     write(&path, &text);
-    let source = CsvSource::new(&path).with_infer_records(10).with_batch_size(16);
+    let source = CsvSource::new(&path)
+        .with_infer_records(10)
+        .with_batch_size(16);
     let read = read_all(&source, ReadRequest::default()).await;
     assert_eq!(read.rows(), 53);
     let scores = texts(&read, "score");
@@ -338,7 +392,10 @@ async fn a_value_its_column_cannot_hold_widens_it_or_is_a_dead_letter() {
     assert_eq!(scores[51].as_deref(), Some("n/a"));
     assert_eq!(scores[52].as_deref(), Some("007"));
     let last = read.records().pop().unwrap();
-    assert_eq!(last.column_by_name("score").unwrap().data_type(), &DataType::Utf8);
+    assert_eq!(
+        last.column_by_name("score").unwrap().data_type(),
+        &DataType::Utf8
+    );
 
     let strict = CsvSource::new(&path)
         .with_infer_records(10)
@@ -362,7 +419,10 @@ async fn a_byte_order_mark_and_crlf_line_breaks_are_read_through() {
     assert_eq!(source.schema().unwrap().field(0).name(), "id");
     let read = read_all(&source, ReadRequest::default()).await;
     assert_eq!(read.ids("id"), [1, 2]);
-    assert_eq!(texts(&read, "name"), [Some("a\r\nb".into()), Some("c".into())]);
+    assert_eq!(
+        texts(&read, "name"),
+        [Some("a\r\nb".into()), Some("c".into())]
+    );
     assert_eq!(source.name(), "csv");
 }
 

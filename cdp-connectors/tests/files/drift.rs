@@ -7,8 +7,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use cdp_connectors::{
-    JsonlDestination, JsonlSource, JsonlSourceConfig, NewFields, ParquetDestination,
-    TypeConflicts,
+    JsonlDestination, JsonlSource, JsonlSourceConfig, NewFields, ParquetDestination, TypeConflicts,
 };
 use cdp_core::{
     DriftAction, DriftKind, MemoryStateStore, Pipeline, ReadRequest, RunMode, RunReport,
@@ -158,7 +157,10 @@ async fn a_key_first_seen_after_the_sample_becomes_a_column_in_every_landing_zon
     let premium = |v: &&Value| v["plan"] == "premium" && v["properties"]["plan"] == "premium";
     assert_eq!(json.iter().filter(premium).count(), 1000);
     let parquet = landed_parquet(&dir.path().join("parquet"));
-    assert_eq!(parquet.iter().map(RecordBatch::num_rows).sum::<usize>(), 3000);
+    assert_eq!(
+        parquet.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        3000
+    );
     assert_eq!(parquet_texts(&parquet, "plan").len(), 1000);
     assert_eq!(parquet_texts(&parquet, "properties.plan").len(), 1000);
 
@@ -187,7 +189,13 @@ async fn unknown_keys_go_to_the_overflow_column_by_policy() {
     }))
     .unwrap();
     let source = config.build_source().unwrap();
-    assert!(source.schema().unwrap().column_with_name("_extra").is_some());
+    assert!(
+        source
+            .schema()
+            .unwrap()
+            .column_with_name("_extra")
+            .is_some()
+    );
     let report = land(source, dir.path(), Arc::new(MemoryStateStore::new())).await;
     let stream = report.stream("track").unwrap();
     assert_eq!(stream.rows_out, 3000);
@@ -231,7 +239,11 @@ async fn unknown_keys_are_dead_letters_by_policy() {
     assert_eq!(read.rows(), 1200);
     let dead = read.dead_letters();
     assert_eq!(dead.len(), 300);
-    assert!(dead[0].reason.contains("unknown key `plan`"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("unknown key `plan`"),
+        "{}",
+        dead[0].reason
+    );
     assert_eq!(dead[0].position.as_deref(), Some("track.jsonl:1201"));
 }
 
@@ -240,8 +252,16 @@ async fn unknown_keys_are_dead_letters_by_policy() {
 fn conflicting() -> String {
     let mut out = String::new();
     for i in 0..500 {
-        let user = if i == 10 { json!({"x": 1}) } else { json!(format!("u-{i}")) };
-        let kind = if i == 20 { json!(["a"]) } else { json!("track") };
+        let user = if i == 10 {
+            json!({"x": 1})
+        } else {
+            json!(format!("u-{i}"))
+        };
+        let kind = if i == 20 {
+            json!(["a"])
+        } else {
+            json!("track")
+        };
         out.push_str(&json!({"i": i, "userId": user, "type": kind}).to_string());
         out.push('\n');
     }
@@ -344,7 +364,10 @@ async fn integers_are_never_truncated() {
         .iter()
         .filter(|b| b.column_by_name("n").unwrap().data_type() == &DataType::Float64)
         .flat_map(|b| {
-            let c = b.column_by_name("n").unwrap().as_primitive::<arrow::datatypes::Float64Type>();
+            let c = b
+                .column_by_name("n")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float64Type>();
             c.values().to_vec()
         })
         .collect();

@@ -35,7 +35,9 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Reads `source` to its end under [`LIMIT`]: the events, or the error it stopped with.
 async fn read(source: &dyn Source) -> Result<Vec<SourceEvent>, String> {
     let run = async {
-        let mut stream = source.read(ReadRequest::default()).map_err(|e| e.to_string())?;
+        let mut stream = source
+            .read(ReadRequest::default())
+            .map_err(|e| e.to_string())?;
         let mut events = Vec::new();
         while let Some(event) = stream.next().await {
             events.push(event.map_err(|e| e.to_string())?);
@@ -214,7 +216,9 @@ proptest! {
 // ---- CSV ----
 
 /// One CSV field as text (`Err`: bytes that are not UTF-8).
-fn csv_field() -> impl Strategy<Value = Result<String, Vec<u8>>> {
+type CsvField = Result<String, Vec<u8>>;
+
+fn csv_field() -> impl Strategy<Value = CsvField> {
     prop_oneof![
         3 => any::<i32>().prop_map(|i| Ok(i.to_string())),
         1 => prop_oneof![Just("007"), Just("+5"), Just("1E5"), Just("0044123456"), Just("-0"), Just("1.50"), Just("0.1")]
@@ -244,7 +248,7 @@ fn quote(field: &[u8]) -> Vec<u8> {
 
 /// A CSV file: a header of `width` columns (`id` first) and rows whose field counts are
 /// mostly right; returns the bytes and each row's fields.
-fn csv_file() -> impl Strategy<Value = (usize, Vec<Vec<Result<String, Vec<u8>>>>)> {
+fn csv_file() -> impl Strategy<Value = (usize, Vec<Vec<CsvField>>)> {
     (1usize..5).prop_flat_map(|width| {
         let row = prop_oneof![
             8 => Just(0i8),
@@ -270,9 +274,17 @@ fn rendered(column: &dyn Array, row: usize) -> Option<String> {
         DataType::Float64 => format!("f{}", column.as_primitive::<Float64Type>().value(row)),
         DataType::Boolean => column.as_boolean().value(row).to_string(),
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            format!("t{}", column.as_primitive::<TimestampMicrosecondType>().value(row))
+            format!(
+                "t{}",
+                column.as_primitive::<TimestampMicrosecondType>().value(row)
+            )
         }
-        DataType::Date32 => format!("d{}", column.as_primitive::<arrow::datatypes::Date32Type>().value(row)),
+        DataType::Date32 => format!(
+            "d{}",
+            column
+                .as_primitive::<arrow::datatypes::Date32Type>()
+                .value(row)
+        ),
         other => format!("unexpected type {other}"),
     })
 }
@@ -286,12 +298,16 @@ fn expected(text: &str, data_type: &DataType) -> Option<String> {
         DataType::Float64 => format!("f{}", text.parse::<f64>().unwrap()),
         DataType::Boolean => text.to_ascii_lowercase(),
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            let at = arrow::compute::kernels::cast_utils::string_to_datetime(&chrono::Utc, text).unwrap();
+            let at = arrow::compute::kernels::cast_utils::string_to_datetime(&chrono::Utc, text)
+                .unwrap();
             format!("t{}", at.timestamp_micros())
         }
         DataType::Date32 => {
             let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
-            format!("d{}", (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days())
+            format!(
+                "d{}",
+                (day - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days()
+            )
         }
         _ => text.to_string(),
     })
@@ -345,7 +361,7 @@ proptest! {
         }
         std::fs::write(&path, &text).unwrap();
 
-        let well_formed = |fields: &Vec<Result<String, Vec<u8>>>, overflow: bool| {
+        let well_formed = |fields: &Vec<CsvField>, overflow: bool| {
             let count_ok = fields.len() + 1 == width || (overflow && fields.len() + 1 > width);
             count_ok && fields.iter().all(Result::is_ok)
         };

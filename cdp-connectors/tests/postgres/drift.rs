@@ -33,7 +33,9 @@ fn events() -> String {
 async fn land(db: &TestDb, source: impl Source + 'static) -> RunReport {
     Pipeline::builder("drift")
         .source(source)
-        .destination(PostgresDestination::new(db.connection("cdp-test-drift")).with_schema(&db.schema))
+        .destination(
+            PostgresDestination::new(db.connection("cdp-test-drift")).with_schema(&db.schema),
+        )
         .state_store(Arc::new(MemoryStateStore::new()))
         .mode(RunMode::Batch)
         .commit_every_rows(700)
@@ -61,9 +63,17 @@ async fn a_key_first_seen_after_the_sample_becomes_a_postgres_column() {
     assert_eq!(report.drift[0].path, "plan");
     assert_eq!(db.count("track").await, 3000);
     let table = db.table("track");
-    let premium = count(&db, &format!("SELECT count(*) FROM {table} WHERE plan = 'premium'")).await;
+    let premium = count(
+        &db,
+        &format!("SELECT count(*) FROM {table} WHERE plan = 'premium'"),
+    )
+    .await;
     assert_eq!(premium, 1000);
-    let before = count(&db, &format!("SELECT count(*) FROM {table} WHERE plan IS NULL AND id < 2000")).await;
+    let before = count(
+        &db,
+        &format!("SELECT count(*) FROM {table} WHERE plan IS NULL AND id < 2000"),
+    )
+    .await;
     assert_eq!(before, 2000);
 }
 
@@ -130,7 +140,10 @@ async fn zoned_csv_timestamps_land_as_the_same_instants_in_timestamptz() {
         types,
         [
             ("at".to_string(), "timestamp with time zone".to_string()),
-            ("local".to_string(), "timestamp without time zone".to_string()),
+            (
+                "local".to_string(),
+                "timestamp without time zone".to_string()
+            ),
         ]
     );
     let table = db.table("times");
@@ -147,11 +160,19 @@ async fn zoned_csv_timestamps_land_as_the_same_instants_in_timestamptz() {
     let instants: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(
         instants,
-        [1_577_836_882_000_000, 1_577_836_883_000_000, 1_714_557_600_123_456]
+        [
+            1_577_836_882_000_000,
+            1_577_836_883_000_000,
+            1_714_557_600_123_456
+        ]
     );
     let local: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
     assert_eq!(
         local,
-        ["2020-01-01 00:01:22", "2020-01-01 00:01:23", "2024-05-01 10:00:00.5"]
+        [
+            "2020-01-01 00:01:22",
+            "2020-01-01 00:01:23",
+            "2024-05-01 10:00:00.5"
+        ]
     );
 }

@@ -153,10 +153,12 @@ impl CsvFormat {
                         ),
                     });
                 }
-                self.log
-                    .note(name.clone(), DriftKind::NewField, DriftAction::SchemaChanged, || {
-                        detail
-                    });
+                self.log.note(
+                    name.clone(),
+                    DriftKind::NewField,
+                    DriftAction::SchemaChanged,
+                    || detail,
+                );
             }
         }
         for field in self.schema.fields() {
@@ -276,7 +278,9 @@ impl CsvFormat {
             }
         }
         if !from_salvage && self.may_hide_a_stray_quote(&columns) {
-            return Err(refused("a value spans lines; its records are checked one by one".into()));
+            return Err(refused(
+                "a value spans lines; its records are checked one by one".into(),
+            ));
         }
         RecordBatch::try_new(self.schema.clone(), columns)
     }
@@ -515,17 +519,26 @@ impl RecordFormat for CsvFormat {
                     let found = type_name(field.data_type());
                     if self.policy.widen() && !explicit {
                         let to = widened(field.data_type(), text);
-                        changes.push((name.clone(), to.clone(), format!("{found} widened to {}", type_name(&to))));
+                        changes.push((
+                            name.clone(),
+                            to.clone(),
+                            format!("{found} widened to {}", type_name(&to)),
+                        ));
                     } else {
                         let why = if explicit {
                             "a column of the explicit schema keeps its type"
                         } else {
                             "type_conflicts = \"dead_letter\""
                         };
-                        rejects.push(format!("`{name}` is {found} but the value {text:?} does not fit ({why})"));
-                        self.log.note(name.clone(), DriftKind::TypeConflict, DriftAction::DeadLettered, || {
-                            format!("{found} got {text:?}")
-                        });
+                        rejects.push(format!(
+                            "`{name}` is {found} but the value {text:?} does not fit ({why})"
+                        ));
+                        self.log.note(
+                            name.clone(),
+                            DriftKind::TypeConflict,
+                            DriftAction::DeadLettered,
+                            || format!("{found} got {text:?}"),
+                        );
                     }
                 }
                 Slot::Unknown(name) => {
@@ -533,9 +546,12 @@ impl RecordFormat for CsvFormat {
                         rejects.push(format!(
                             "column `{name}` is not in the schema (new_fields = \"dead_letter\")"
                         ));
-                        self.log.note(name.clone(), DriftKind::NewField, DriftAction::DeadLettered, || {
-                            "column not in the schema".into()
-                        });
+                        self.log.note(
+                            name.clone(),
+                            DriftKind::NewField,
+                            DriftAction::DeadLettered,
+                            || "column not in the schema".into(),
+                        );
                     }
                 }
             }
@@ -548,8 +564,12 @@ impl RecordFormat for CsvFormat {
                 if !self.evolve(&name, to) {
                     return reject(format!("cannot widen `{name}`"), false);
                 }
-                self.log
-                    .note(name, DriftKind::TypeConflict, DriftAction::SchemaChanged, || detail);
+                self.log.note(
+                    name,
+                    DriftKind::TypeConflict,
+                    DriftAction::SchemaChanged,
+                    || detail,
+                );
             }
             return Checked::Evolve;
         }
@@ -591,10 +611,18 @@ impl RecordFormat for CsvFormat {
                 .filter(|f| !self.is_overflow(f.name()))
                 .map(|f| Slot::Field(f.name().clone()))
                 .collect();
-            return Ok(Some(if offset > 0 { offset } else { data_start(path)? }));
+            return Ok(Some(if offset > 0 {
+                offset
+            } else {
+                data_start(path)?
+            }));
         }
-        let Some((names, end)) =
-            read_header(path, &self.splitter, self.duplicates, self.read_unterminated)?
+        let Some((names, end)) = read_header(
+            path,
+            &self.splitter,
+            self.duplicates,
+            self.read_unterminated,
+        )?
         else {
             return Ok(None);
         };
@@ -603,8 +631,8 @@ impl RecordFormat for CsvFormat {
     }
 
     fn take_changes(&mut self) -> Changes {
-        let schema = std::mem::take(&mut self.changed)
-            .then(|| (self.schema.clone(), self.deltas.to_json()));
+        let schema =
+            std::mem::take(&mut self.changed).then(|| (self.schema.clone(), self.deltas.to_json()));
         Changes {
             drift: self.log.take(),
             schema,

@@ -31,7 +31,11 @@ pub(crate) struct FileRecords<'a> {
 }
 
 impl<'a> FileRecords<'a> {
-    pub(crate) fn open(path: &Path, splitter: &'a Splitter, read_unterminated: bool) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        splitter: &'a Splitter,
+        read_unterminated: bool,
+    ) -> Result<Self> {
         let mut file = open_file(path)?;
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(path.display().to_string(), e))?;

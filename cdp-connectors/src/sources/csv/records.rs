@@ -126,7 +126,10 @@ mod tests {
         let splitter = Splitter::new(dialect());
         let found = splitter.first(b"1,\"a\nb\",c\n2,d\n", false).unwrap();
         assert_eq!(found.len, 10);
-        assert_eq!(found.fields, [b"1".to_vec(), b"a\nb".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            found.fields,
+            [b"1".to_vec(), b"a\nb".to_vec(), b"c".to_vec()]
+        );
         assert!(splitter.first(b"1,a", false).is_none());
         assert_eq!(splitter.first(b"1,a", true).unwrap().fields.len(), 2);
         assert!(splitter.first(b"1,\"open\n2,b\n", false).is_none());

@@ -18,8 +18,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder,
-    Int32Builder, Int64Builder, PrimitiveBuilder, StringArray,
+    Array, ArrayRef, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, PrimitiveBuilder, StringArray,
 };
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{
@@ -39,7 +39,10 @@ pub(crate) enum Class {
     Decimal,
     Date,
     /// A timestamp: with a zone or not, and whether its fraction needs nanoseconds.
-    Timestamp { zoned: bool, nanos: bool },
+    Timestamp {
+        zoned: bool,
+        nanos: bool,
+    },
     Text,
 }
 
@@ -79,14 +82,13 @@ pub(crate) fn merge(seen: Option<Class>, class: Class) -> Option<Class> {
         (None, class) => class,
         (Some(a), b) if a == b => a,
         (Some(Class::Int | Class::Decimal), Class::Int | Class::Decimal) => Class::Decimal,
-        (Some(Class::Timestamp { zoned: a, nanos: x }), Class::Timestamp { zoned: b, nanos: y })
-            if a == b =>
-        {
-            Class::Timestamp {
-                zoned: a,
-                nanos: x || y,
-            }
-        }
+        (
+            Some(Class::Timestamp { zoned: a, nanos: x }),
+            Class::Timestamp { zoned: b, nanos: y },
+        ) if a == b => Class::Timestamp {
+            zoned: a,
+            nanos: x || y,
+        },
         _ => Class::Text,
     })
 }
@@ -244,10 +246,7 @@ pub(crate) fn convert(
                 safe: false,
                 ..CastOptions::default()
             };
-            let blanks: StringArray = text
-                .iter()
-                .map(|v| v.filter(|s| !s.is_empty()))
-                .collect();
+            let blanks: StringArray = text.iter().map(|v| v.filter(|s| !s.is_empty())).collect();
             match cast_with_options(&blanks, other, &options) {
                 Ok(array) => Ok(array),
                 Err(_) => {
@@ -317,7 +316,10 @@ struct TimestampShape {
 /// The shape of `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z|±HH:MM]`, or `None`.
 fn timestamp_shape(text: &str) -> Option<TimestampShape> {
     let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| b.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
     let fixed = b.len() >= 19
         && digits(0..4)
         && b[4] == b'-'
@@ -349,7 +351,11 @@ fn timestamp_shape(text: &str) -> Option<TimestampShape> {
     let zoned = match zone {
         [] => false,
         [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] if [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()) => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()) =>
+        {
+            true
+        }
         _ => return None,
     };
     Some(TimestampShape { zoned, fraction })
@@ -393,7 +399,11 @@ mod tests {
     #[test]
     fn conversion_keeps_instants_and_refuses_what_does_not_fit() {
         let zoned = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-        let text = StringArray::from(vec![Some("2020-01-01T00:01:22Z"), None, Some("2020-01-01T02:01:22+02:00")]);
+        let text = StringArray::from(vec![
+            Some("2020-01-01T00:01:22Z"),
+            None,
+            Some("2020-01-01T02:01:22+02:00"),
+        ]);
         let array = convert(&text, &zoned, false).unwrap();
         let array = array
             .as_any()

@@ -153,7 +153,11 @@ impl JsonlSource {
     }
 }
 
-fn resolve_schema(options: &FileOptions, drift: &DriftPolicy, cell: &SchemaCell) -> Result<SchemaRef> {
+fn resolve_schema(
+    options: &FileOptions,
+    drift: &DriftPolicy,
+    cell: &SchemaCell,
+) -> Result<SchemaRef> {
     cell.get_or_try_init(|| {
         let schema = match &options.schema {
             Some(schema) => schema.clone(),
@@ -215,7 +219,11 @@ impl Source for JsonlSource {
 
     async fn discover(&self) -> Result<Catalog> {
         self.validate()?;
-        let (options, drift, cell) = (self.options.clone(), self.drift.clone(), self.schema.clone());
+        let (options, drift, cell) = (
+            self.options.clone(),
+            self.drift.clone(),
+            self.schema.clone(),
+        );
         let schema = tokio::task::spawn_blocking(move || resolve_schema(&options, &drift, &cell))
             .await
             .map_err(|e| Error::external(CONNECTOR, e))??;
@@ -224,10 +232,15 @@ impl Source for JsonlSource {
 
     fn read(&self, request: ReadRequest) -> Result<SourceEventStream> {
         self.drift.validate(CONNECTOR)?;
-        let (options, drift, cell) = (self.options.clone(), self.drift.clone(), self.schema.clone());
+        let (options, drift, cell) = (
+            self.options.clone(),
+            self.drift.clone(),
+            self.schema.clone(),
+        );
         read_stream(options, request, move |options| {
             let schema = resolve_schema(options, &drift, &cell)?;
-            let mut format = JsonlFormat::new(JsonDrift::new(drift, schema, options.schema.is_some()));
+            let mut format =
+                JsonlFormat::new(JsonDrift::new(drift, schema, options.schema.is_some()));
             let batch_size = options.batch_size;
             let mut restored = false;
             Ok(move |out: &mut Emitter, key: &str, path: &Path| {

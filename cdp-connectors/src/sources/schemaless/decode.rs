@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::array::{ArrayRef, StringBuilder};
-use arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use arrow::datatypes::{DataType, FieldRef, Schema};
 use arrow::error::ArrowError;
 use arrow_json::reader::{ArrayDecoder, DecoderContext, DecoderFactory, Tape, TapeElement};
 
@@ -55,7 +55,7 @@ impl StrictDecoders {
 }
 
 fn key(field: &FieldRef) -> usize {
-    Arc::as_ptr(field) as *const Field as usize
+    Arc::as_ptr(field) as usize
 }
 
 fn collect_text(field: &FieldRef, path: Path, out: &mut HashMap<usize, (Path, Arc<AtomicBool>)>) {

@@ -55,7 +55,9 @@ impl Deltas {
             let data_type = entry.get("type").and_then(type_from_json);
             match (path, data_type) {
                 (Some(path), Some(data_type)) => deltas.set(path, data_type),
-                _ => tracing::warn!(%entry, "ignoring a schema change in the cursor that is not understood"),
+                _ => {
+                    tracing::warn!(%entry, "ignoring a schema change in the cursor that is not understood")
+                }
             }
         }
         deltas
@@ -225,7 +227,10 @@ mod tests {
         let evolved = deltas.apply(&base);
         assert_eq!(get_type(&evolved, &plan), Some(DataType::Utf8));
         assert_eq!(
-            get_type(&evolved, &Path::default().child("properties").child("seats")),
+            get_type(
+                &evolved,
+                &Path::default().child("properties").child("seats")
+            ),
             Some(DataType::Float64)
         );
         let again = Deltas::from_json(&deltas.to_json());

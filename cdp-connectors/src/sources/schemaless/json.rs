@@ -104,7 +104,10 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Result<Entries<'_>, String> {
         Err(e) => {
             // Say what the line holds when it is valid JSON of another kind.
             return Err(match serde_json::from_slice::<&RawValue>(bytes) {
-                Ok(raw) => format!("expected a JSON object, found {}", JsonKind::of(raw).describe()),
+                Ok(raw) => format!(
+                    "expected a JSON object, found {}",
+                    JsonKind::of(raw).describe()
+                ),
                 Err(_) => format!("invalid JSON: {e}"),
             });
         }
@@ -376,8 +379,8 @@ impl JsonDrift {
 
     /// The drift found and the schema change made since the last call.
     pub(crate) fn take_changes(&mut self) -> Changes {
-        let schema = std::mem::take(&mut self.changed)
-            .then(|| (self.schema.clone(), self.deltas.to_json()));
+        let schema =
+            std::mem::take(&mut self.changed).then(|| (self.schema.clone(), self.deltas.to_json()));
         Changes {
             drift: self.log.take(),
             schema,
@@ -404,26 +407,36 @@ impl JsonDrift {
                 match finding {
                     Finding::Unknown { path, value } => match self.policy.new_fields {
                         NewFields::Evolve => {
-                            let shape = match unknown.iter().position(|(p, _)| *p == path) {
-                                Some(at) => &mut unknown[at].1,
+                            let at = match unknown.iter().position(|(p, _)| *p == path) {
+                                Some(at) => at,
                                 None => {
                                     unknown.push((path, Shape::default()));
-                                    &mut unknown.last_mut().expect("just pushed").1
+                                    unknown.len() - 1
                                 }
                             };
-                            shape.observe(value);
+                            unknown[at].1.observe(value);
                         }
                         NewFields::Overflow => {
                             rewrite = true;
                             let column = self.policy.overflow_column.clone();
-                            notes.push((path, DriftKind::NewField, DriftAction::Overflowed, format!("unknown key, kept in `{column}`")));
+                            notes.push((
+                                path,
+                                DriftKind::NewField,
+                                DriftAction::Overflowed,
+                                format!("unknown key, kept in `{column}`"),
+                            ));
                         }
                         NewFields::DeadLetter => {
                             rejects.push(format!(
                                 "unknown key `{path}` (the schema has no such field; \
                                  new_fields = \"dead_letter\")"
                             ));
-                            notes.push((path, DriftKind::NewField, DriftAction::DeadLettered, "unknown key".into()));
+                            notes.push((
+                                path,
+                                DriftKind::NewField,
+                                DriftAction::DeadLettered,
+                                "unknown key".into(),
+                            ));
                         }
                     },
                     Finding::Conflict {
@@ -433,8 +446,12 @@ impl JsonDrift {
                         explicit,
                     } => match self.widened(&field, kind, explicit) {
                         Ok(to) => {
-                            let detail =
-                                format!("{} widened to {} for {}", type_name(&field), type_name(&to), kind.describe());
+                            let detail = format!(
+                                "{} widened to {} for {}",
+                                type_name(&field),
+                                type_name(&to),
+                                kind.describe()
+                            );
                             changes.push((path, to, DriftKind::TypeConflict, detail));
                         }
                         Err(why) => {
@@ -443,7 +460,12 @@ impl JsonDrift {
                                 type_name(&field),
                                 kind.describe()
                             ));
-                            notes.push((path, DriftKind::TypeConflict, DriftAction::DeadLettered, format!("{} got {}", type_name(&field), kind.describe())));
+                            notes.push((
+                                path,
+                                DriftKind::TypeConflict,
+                                DriftAction::DeadLettered,
+                                format!("{} got {}", type_name(&field), kind.describe()),
+                            ));
                         }
                     },
                     Finding::Refine { path, value } => {
@@ -505,7 +527,10 @@ impl JsonDrift {
             }
             if !evolved.is_empty() {
                 for (path, to, kind, detail) in evolved {
-                    self.log.note(path.to_string(), kind, DriftAction::SchemaChanged, || detail);
+                    self.log
+                        .note(path.to_string(), kind, DriftAction::SchemaChanged, || {
+                            detail
+                        });
                     self.deltas.set(path, to);
                 }
                 self.schema = candidate;
@@ -521,7 +546,12 @@ impl JsonDrift {
     }
 
     /// The type `field` widens to for a value of `kind`, or why it does not.
-    fn widened(&self, field: &DataType, kind: JsonKind, explicit: bool) -> Result<DataType, &'static str> {
+    fn widened(
+        &self,
+        field: &DataType,
+        kind: JsonKind,
+        explicit: bool,
+    ) -> Result<DataType, &'static str> {
         if !self.policy.widen() {
             return Err("type_conflicts = \"dead_letter\"");
         }
@@ -583,7 +613,9 @@ impl JsonDrift {
                 for (key, child) in object(value) {
                     let child_path = path.child(&key);
                     match fields.find(&key) {
-                        Some((_, f)) => self.check(f.data_type(), child, child_path, false, findings),
+                        Some((_, f)) => {
+                            self.check(f.data_type(), child, child_path, false, findings)
+                        }
                         None => findings.push(Finding::Unknown {
                             path: child_path,
                             value: child,
@@ -657,7 +689,11 @@ impl JsonDrift {
 }
 
 /// Rewrites an object: `(known part, unknown part if any)`, both JSON text.
-fn rewrite_object(entries: &Entries<'_>, fields: &Fields, overflow: bool) -> (String, Option<String>) {
+fn rewrite_object(
+    entries: &Entries<'_>,
+    fields: &Fields,
+    overflow: bool,
+) -> (String, Option<String>) {
     let mut known = String::from("{");
     let mut unknown = String::from("{");
     for (key, value) in entries {
@@ -684,7 +720,11 @@ fn rewrite_object(entries: &Entries<'_>, fields: &Fields, overflow: bool) -> (St
     (known, (unknown.len() > 2).then_some(unknown))
 }
 
-fn rewrite_value(field: &DataType, value: &RawValue, overflow: bool) -> (Option<String>, Option<String>) {
+fn rewrite_value(
+    field: &DataType,
+    value: &RawValue,
+    overflow: bool,
+) -> (Option<String>, Option<String>) {
     let kind = JsonKind::of(value);
     match (field, kind) {
         (DataType::Utf8, JsonKind::Object | JsonKind::Array) => {
@@ -743,7 +783,11 @@ mod tests {
         assert!(two.contains("more than one JSON value"), "{two}");
         let list = parse_record(b"[1,2]").unwrap_err();
         assert_eq!(list, "expected a JSON object, found a list");
-        assert!(parse_record(b"{oops").unwrap_err().starts_with("invalid JSON"));
+        assert!(
+            parse_record(b"{oops")
+                .unwrap_err()
+                .starts_with("invalid JSON")
+        );
     }
 
     #[test]
@@ -754,15 +798,27 @@ mod tests {
             r#"{"userId":"u3","n":2,"p":null,"z":null}"#,
         ];
         let widened = infer(&lines, true);
-        assert_eq!(widened.field_with_name("userId").unwrap().data_type(), &DataType::Utf8);
-        assert_eq!(widened.field_with_name("n").unwrap().data_type(), &DataType::Float64);
-        assert_eq!(widened.field_with_name("z").unwrap().data_type(), &DataType::Null);
+        assert_eq!(
+            widened.field_with_name("userId").unwrap().data_type(),
+            &DataType::Utf8
+        );
+        assert_eq!(
+            widened.field_with_name("n").unwrap().data_type(),
+            &DataType::Float64
+        );
+        assert_eq!(
+            widened.field_with_name("z").unwrap().data_type(),
+            &DataType::Null
+        );
         let DataType::Struct(p) = widened.field_with_name("p").unwrap().data_type() else {
             panic!()
         };
         assert_eq!(p.len(), 2);
         let voted = infer(&[lines[0], lines[1], lines[2], r#"{"userId":7}"#], false);
-        assert_eq!(voted.field_with_name("userId").unwrap().data_type(), &DataType::Utf8);
+        assert_eq!(
+            voted.field_with_name("userId").unwrap().data_type(),
+            &DataType::Utf8
+        );
     }
 
     #[test]
@@ -791,7 +847,11 @@ mod tests {
         assert_eq!(value["properties"], serde_json::json!({"seats": 2}));
         assert_eq!(value["_overflow"], r#"{"properties":{"plan":"premium"}}"#);
 
-        let mut refuse = JsonDrift::new(policy(NewFields::DeadLetter, TypeConflicts::Widen), base, false);
+        let mut refuse = JsonDrift::new(
+            policy(NewFields::DeadLetter, TypeConflicts::Widen),
+            base,
+            false,
+        );
         let Verdict::Reject(reason) = refuse.judge(record) else {
             panic!()
         };
@@ -803,18 +863,34 @@ mod tests {
         let base = Arc::new(infer(&[r#"{"n":1,"s":"x","o":{"a":1},"b":true}"#], true));
         let mut widen = JsonDrift::new(DriftPolicy::default(), base.clone(), false);
         assert!(matches!(widen.judge(br#"{"n":10.75}"#), Verdict::Evolved));
-        assert_eq!(widen.schema().field_with_name("n").unwrap().data_type(), &DataType::Float64);
+        assert_eq!(
+            widen.schema().field_with_name("n").unwrap().data_type(),
+            &DataType::Float64
+        );
         assert!(matches!(widen.judge(br#"{"n":"many"}"#), Verdict::Evolved));
-        assert_eq!(widen.schema().field_with_name("n").unwrap().data_type(), &DataType::Utf8);
+        assert_eq!(
+            widen.schema().field_with_name("n").unwrap().data_type(),
+            &DataType::Utf8
+        );
         assert!(matches!(widen.judge(br#"{"s":5}"#), Verdict::Accept));
         let Verdict::Rewrite(text) = widen.judge(br#"{"s":{"k":[1, 2]}}"#) else {
             panic!()
         };
         assert_eq!(text, br#"{"s":"{\"k\":[1, 2]}"}"#);
-        assert!(matches!(widen.judge(br#"{"o":"flat"}"#), Verdict::Reject(_)));
-        assert!(matches!(widen.judge(br#"{"b":12345678901234567890}"#), Verdict::Evolved));
+        assert!(matches!(
+            widen.judge(br#"{"o":"flat"}"#),
+            Verdict::Reject(_)
+        ));
+        assert!(matches!(
+            widen.judge(br#"{"b":12345678901234567890}"#),
+            Verdict::Evolved
+        ));
 
-        let mut strict = JsonDrift::new(policy(NewFields::Evolve, TypeConflicts::DeadLetter), base, false);
+        let mut strict = JsonDrift::new(
+            policy(NewFields::Evolve, TypeConflicts::DeadLetter),
+            base,
+            false,
+        );
         let Verdict::Reject(reason) = strict.judge(br#"{"n":10.75}"#) else {
             panic!()
         };
@@ -823,7 +899,10 @@ mod tests {
             "`n` is Int64 but the value is a fractional number (type_conflicts = \"dead_letter\")"
         );
         // A record that is refused does not evolve the schema.
-        assert!(matches!(strict.judge(br#"{"new":1,"n":"x"}"#), Verdict::Reject(_)));
+        assert!(matches!(
+            strict.judge(br#"{"new":1,"n":"x"}"#),
+            Verdict::Reject(_)
+        ));
         assert_eq!(strict.schema().fields().len(), 4);
     }
 }
