@@ -22,17 +22,19 @@ use cdp_core::{Destination, Source};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The built-in types and whether this build has them.
-const SOURCES: [(&str, bool); 4] = [
-    ("jsonl", cfg!(feature = "jsonl")),
-    ("csv", cfg!(feature = "csv")),
-    ("parquet", cfg!(feature = "parquet")),
-    ("postgres", cfg!(feature = "postgres")),
+/// The built-in types, the feature each needs, and whether this build has them.
+const SOURCES: [(&str, &str, bool); 5] = [
+    ("jsonl", "jsonl", cfg!(feature = "jsonl")),
+    ("csv", "csv", cfg!(feature = "csv")),
+    ("parquet", "parquet", cfg!(feature = "parquet")),
+    ("postgres", "postgres", cfg!(feature = "postgres")),
+    ("http", "http", cfg!(feature = "http")),
 ];
-const DESTINATIONS: [(&str, bool); 3] = [
-    ("jsonl", cfg!(feature = "jsonl")),
-    ("parquet", cfg!(feature = "parquet")),
-    ("postgres", cfg!(feature = "postgres")),
+const DESTINATIONS: [(&str, &str, bool); 4] = [
+    ("jsonl", "jsonl", cfg!(feature = "jsonl")),
+    ("parquet", "parquet", cfg!(feature = "parquet")),
+    ("postgres", "postgres", cfg!(feature = "postgres")),
+    ("webhook", "http", cfg!(feature = "http")),
 ];
 
 /// A configuration file's text as the `serde_json::Value` the registry reads.
@@ -220,6 +222,31 @@ fn the_module_example_parses_validates_and_builds() {
     );
 }
 
+/// The HTTP examples build without a server and without the secrets they name: building
+/// connects to nothing and reads no secret.
+#[cfg(feature = "http")]
+#[test]
+fn http_examples_parse_validate_and_build_without_reading_secrets() {
+    let seen = check_examples(
+        "sources/http/config.rs",
+        include_str!("../src/sources/http/config.rs"),
+    );
+    assert_eq!(seen, [("sources", "http".to_string())]);
+    for (file, text) in [
+        ("http/request.rs", include_str!("../src/http/request.rs")),
+        ("http/auth.rs", include_str!("../src/http/auth.rs")),
+        ("http/secret.rs", include_str!("../src/http/secret.rs")),
+    ] {
+        let seen = check_examples(file, text);
+        assert_eq!(seen, [("sources", "http".to_string())], "{file}");
+    }
+    let seen = check_examples(
+        "destinations/webhook/config.rs",
+        include_str!("../src/destinations/webhook/config.rs"),
+    );
+    assert_eq!(seen, [("destinations", "webhook".to_string())]);
+}
+
 /// The PostgreSQL examples build without a server, without a tokio runtime (connecting
 /// needs one) and without the credentials they name in `password_env`: building connects
 /// to nothing and reads no secret; the source and destination do when checked or opened.
@@ -300,18 +327,18 @@ fn an_unknown_type_is_refused_listing_the_known_ones() {
             "#,
         ))
         .unwrap_err();
-    let list = |types: &[(&str, bool)]| {
+    let list = |types: &[(&str, &str, bool)]| {
         let known: Vec<String> = types
             .iter()
-            .filter(|(_, built)| *built)
-            .map(|(name, _)| format!("`{name}`"))
+            .filter(|(_, _, built)| *built)
+            .map(|(name, _, _)| format!("`{name}`"))
             .collect();
         let mut known = known.clone();
         known.sort();
         let missing: Vec<String> = types
             .iter()
-            .filter(|(_, built)| !*built)
-            .map(|(name, _)| format!("`{name}` (feature `{name}`)"))
+            .filter(|(_, _, built)| !*built)
+            .map(|(name, feature, _)| format!("`{name}` (feature `{feature}`)"))
             .collect();
         let known = if known.is_empty() {
             "this build reads no type".to_string()
@@ -357,26 +384,26 @@ fn an_unknown_type_is_refused_listing_the_known_ones() {
 #[test]
 fn a_type_compiled_out_names_its_feature() {
     let registry = ConnectorRegistry::new();
-    for (name, built) in SOURCES {
+    for (name, feature, built) in SOURCES {
         let result = registry.parse_source("x", &document(&format!("type = \"{name}\"")));
         if !built {
             assert_eq!(
                 result.unwrap_err().to_string(),
                 format!(
-                    "sources.x.type: source type `{name}` needs the `{name}` feature of \
+                    "sources.x.type: source type `{name}` needs the `{feature}` feature of \
                      cdp-connectors, which this build does not have"
                 )
             );
         }
     }
-    for (name, built) in DESTINATIONS {
+    for (name, feature, built) in DESTINATIONS {
         let result = registry.parse_destination("x", &document(&format!("type = \"{name}\"")));
         if !built {
             assert!(
                 result
                     .unwrap_err()
                     .to_string()
-                    .contains(&format!("needs the `{name}` feature")),
+                    .contains(&format!("needs the `{feature}` feature")),
             );
         }
     }

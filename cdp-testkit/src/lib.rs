@@ -13,10 +13,14 @@
 //!   applies or keeps tombstones, and refuses bad rows one by one.
 //! - `postgres` (feature `postgres`): the PostgreSQL test server, and a schema of its own
 //!   per test.
+//! - `saas` (feature `saas`): a fake SaaS API in every paging style, with OAuth, rate
+//!   limits and faults, and a webhook receiver that checks signatures.
 
 pub mod conformance;
 pub mod people;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod read;
+#[cfg(feature = "saas")]
+pub mod saas;
 pub mod sample;

@@ -154,14 +154,15 @@ fn url_problem(url: &str, errors: &mut ConfigErrors) {
     }
 }
 
-/// Tokens are refreshed this long before they expire, so none expires in flight.
+/// Tokens are refreshed at most this long before they expire (and at most a quarter of
+/// their lifetime early), so none expires in flight.
 const REFRESH_AHEAD: Duration = Duration::from_secs(60);
 
-/// The access token in use and when it expires.
+/// The access token in use and when to fetch the next one.
 #[derive(Debug)]
 struct Token {
     access: Secret,
-    expires: Option<Instant>,
+    refresh_at: Option<Instant>,
 }
 
 /// What the OAuth flows keep between requests.
@@ -250,9 +251,7 @@ impl Authenticator {
     async fn access_token(&self, client: &reqwest::Client) -> Result<Secret> {
         let mut state = self.oauth.lock().await;
         if let Some(token) = &state.token
-            && token
-                .expires
-                .is_none_or(|at| Instant::now() + REFRESH_AHEAD < at)
+            && token.refresh_at.is_none_or(|at| Instant::now() < at)
         {
             return Ok(token.access.clone());
         }
@@ -352,9 +351,10 @@ impl Authenticator {
         let access = Secret::new(granted.access_token);
         state.token = Some(Token {
             access: access.clone(),
-            expires: granted
-                .expires_in
-                .map(|s| Instant::now() + Duration::from_secs(s)),
+            refresh_at: granted.expires_in.map(|seconds| {
+                let lifetime = Duration::from_secs(seconds);
+                Instant::now() + lifetime - REFRESH_AHEAD.min(lifetime / 4)
+            }),
         });
         tracing::debug!(connector, "fetched an access token");
         Ok(access)
