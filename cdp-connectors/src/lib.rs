@@ -11,6 +11,7 @@
 //! | `postgres` | `PostgresSource`, `PostgresDestination`, `PostgresStateStore` | cdp-postgres, tokio-postgres |
 //! | `postgres-tls` | TLS for the PostgreSQL connections | rustls |
 //! | `http` | `HttpSource`, `WebhookDestination` | reqwest (rustls, `ring`), hmac |
+//! | `singer` | `SingerSource`, `SingerDestination` (Singer taps and targets as child processes) | flate2 |
 //!
 //! - The file sources read a file, or a directory of files as one stream, into Arrow
 //!   batches. They resume from a per-file cursor (byte offset, or rows for Parquet),
@@ -74,6 +75,8 @@ pub mod destinations;
 pub mod http;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "singer")]
+pub mod singer;
 #[cfg(any(
     feature = "jsonl",
     feature = "csv",
@@ -114,3 +117,7 @@ pub use sources::{
 };
 #[cfg(feature = "http")]
 pub use sources::{HttpSource, HttpSourceConfig};
+#[cfg(feature = "singer")]
+pub use destinations::{SingerDestination, SingerDestinationConfig};
+#[cfg(feature = "singer")]
+pub use sources::{SingerSource, SingerSourceConfig};

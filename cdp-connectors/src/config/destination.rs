@@ -62,6 +62,9 @@ pub enum DestinationConfig {
     /// `type = "webhook"` (feature `http`).
     #[cfg(feature = "http")]
     Webhook(crate::WebhookDestinationConfig),
+    /// `type = "singer"` (feature `singer`).
+    #[cfg(feature = "singer")]
+    Singer(crate::SingerDestinationConfig),
     /// A type registered by the host.
     #[serde(untagged)]
     Custom(CustomDestinationConfig),
@@ -101,6 +104,8 @@ impl DestinationConfig {
             DestinationConfig::Postgres(config) => ("postgres", config),
             #[cfg(feature = "http")]
             DestinationConfig::Webhook(config) => ("webhook", config),
+            #[cfg(feature = "singer")]
+            DestinationConfig::Singer(config) => ("singer", config),
             DestinationConfig::Custom(custom) => (custom.type_name(), custom.config()),
         }
     }

@@ -107,8 +107,8 @@ macro_rules! builtin {
 
 impl ConnectorRegistry {
     /// The built-in types of this build: sources `jsonl`, `csv`, `parquet`, `postgres`,
-    /// `http` and destinations `jsonl`, `parquet`, `postgres`, `webhook`, each with its cargo
-    /// feature.
+    /// `http`, `singer` and destinations `jsonl`, `parquet`, `postgres`, `webhook`, `singer`,
+    /// each with its cargo feature.
     pub fn new() -> Self {
         let mut sources = Types::new("source", "sources");
         builtin!(
@@ -146,6 +146,13 @@ impl ConnectorRegistry {
             SourceConfig::Http,
             crate::HttpSourceConfig
         );
+        builtin!(
+            sources,
+            "singer",
+            "singer",
+            SourceConfig::Singer,
+            crate::SingerSourceConfig
+        );
         let mut destinations = Types::new("destination", "destinations");
         builtin!(
             destinations,
@@ -174,6 +181,13 @@ impl ConnectorRegistry {
             "http",
             DestinationConfig::Webhook,
             crate::WebhookDestinationConfig
+        );
+        builtin!(
+            destinations,
+            "singer",
+            "singer",
+            DestinationConfig::Singer,
+            crate::SingerDestinationConfig
         );
         ConnectorRegistry {
             sources,

@@ -68,6 +68,9 @@ pub enum SourceConfig {
     /// `type = "http"` (feature `http`).
     #[cfg(feature = "http")]
     Http(crate::HttpSourceConfig),
+    /// `type = "singer"` (feature `singer`).
+    #[cfg(feature = "singer")]
+    Singer(crate::SingerSourceConfig),
     /// A type registered by the host.
     #[serde(untagged)]
     Custom(CustomSourceConfig),
@@ -109,6 +112,8 @@ impl SourceConfig {
             SourceConfig::Postgres(config) => ("postgres", config),
             #[cfg(feature = "http")]
             SourceConfig::Http(config) => ("http", config),
+            #[cfg(feature = "singer")]
+            SourceConfig::Singer(config) => ("singer", config),
             SourceConfig::Custom(custom) => (custom.type_name(), custom.config()),
         }
     }

@@ -23,6 +23,8 @@ mod landing;
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "singer")]
+pub mod singer;
 #[cfg(feature = "http")]
 pub mod webhook;
 
@@ -42,6 +44,8 @@ pub use parquet::{
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresDestination, PostgresDestinationConfig};
+#[cfg(feature = "singer")]
+pub use singer::{SingerDestination, SingerDestinationConfig};
 #[cfg(feature = "http")]
 pub use webhook::{WebhookDestination, WebhookDestinationConfig};
 

@@ -31,6 +31,8 @@ pub mod jsonl;
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "singer")]
+pub mod singer;
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod schema;
 #[cfg(any(feature = "jsonl", feature = "csv"))]
@@ -51,6 +53,8 @@ pub use postgres::{
     FullRefreshDeletes, PostgresColumn, PostgresSource, PostgresSourceConfig, PostgresStreamConfig,
     PostgresTable,
 };
+#[cfg(feature = "singer")]
+pub use singer::{CatalogFlag, SingerSource, SingerSourceConfig};
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 pub use schema::{ColumnConfig, ColumnType};
 #[cfg(any(feature = "jsonl", feature = "csv"))]

@@ -1,7 +1,7 @@
 //! The JSONL landing-zone destination.
 
 mod config;
-mod encode;
+pub(crate) mod encode;
 
 use std::fmt;
 use std::fs::File;
