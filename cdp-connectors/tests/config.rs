@@ -23,18 +23,20 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// The built-in types, the feature each needs, and whether this build has them.
-const SOURCES: [(&str, &str, bool); 5] = [
+const SOURCES: [(&str, &str, bool); 6] = [
     ("jsonl", "jsonl", cfg!(feature = "jsonl")),
     ("csv", "csv", cfg!(feature = "csv")),
     ("parquet", "parquet", cfg!(feature = "parquet")),
     ("postgres", "postgres", cfg!(feature = "postgres")),
     ("http", "http", cfg!(feature = "http")),
+    ("singer", "singer", cfg!(feature = "singer")),
 ];
-const DESTINATIONS: [(&str, &str, bool); 4] = [
+const DESTINATIONS: [(&str, &str, bool); 5] = [
     ("jsonl", "jsonl", cfg!(feature = "jsonl")),
     ("parquet", "parquet", cfg!(feature = "parquet")),
     ("postgres", "postgres", cfg!(feature = "postgres")),
     ("webhook", "http", cfg!(feature = "http")),
+    ("singer", "singer", cfg!(feature = "singer")),
 ];
 
 /// A configuration file's text as the `serde_json::Value` the registry reads.
@@ -245,6 +247,22 @@ fn http_examples_parse_validate_and_build_without_reading_secrets() {
         include_str!("../src/destinations/webhook/config.rs"),
     );
     assert_eq!(seen, [("destinations", "webhook".to_string())]);
+}
+
+/// The Singer examples build without running a tap or a target.
+#[cfg(feature = "singer")]
+#[test]
+fn singer_examples_parse_validate_and_build_without_running_anything() {
+    let seen = check_examples(
+        "sources/singer/config.rs",
+        include_str!("../src/sources/singer/config.rs"),
+    );
+    assert_eq!(seen, vec![("sources", "singer".to_string()); 2]);
+    let seen = check_examples(
+        "destinations/singer/config.rs",
+        include_str!("../src/destinations/singer/config.rs"),
+    );
+    assert_eq!(seen, vec![("destinations", "singer".to_string()); 2]);
 }
 
 /// The PostgreSQL examples build without a server, without a tokio runtime (connecting

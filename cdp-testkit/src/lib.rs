@@ -15,6 +15,8 @@
 //!   per test.
 //! - `saas` (feature `saas`): a fake SaaS API in every paging style, with OAuth, rate
 //!   limits and faults, and a webhook receiver that checks signatures.
+//! - [`singer`]: Singer taps and targets from PyPI, each installed once into a cached
+//!   virtualenv.
 
 pub mod conformance;
 pub mod people;
@@ -24,3 +26,4 @@ pub mod read;
 #[cfg(feature = "saas")]
 pub mod saas;
 pub mod sample;
+pub mod singer;

@@ -140,9 +140,16 @@ impl EncoderFactory for SingerValues {
         array: &'a dyn Array,
         options: &'a EncoderOptions,
     ) -> Result<Option<NullableEncoder<'a>>, ArrowError> {
-        if is_json_text(field)
-            && let Some(text) = array.as_any().downcast_ref::<StringArray>()
-        {
+        // arrow-json makes the encoder of a list's items with the list's field.
+        let json_text = match field.data_type() {
+            DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _)
+                if *array.data_type() == DataType::Utf8 =>
+            {
+                is_json_text(item)
+            }
+            _ => is_json_text(field),
+        };
+        if json_text && let Some(text) = array.as_any().downcast_ref::<StringArray>() {
             return Ok(Some(NullableEncoder::new(
                 Box::new(JsonText(text)),
                 text.nulls().cloned(),

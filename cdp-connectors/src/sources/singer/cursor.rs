@@ -3,16 +3,18 @@
 //! A tap's state is one JSON value for the whole tap, while a pipeline commits a cursor per
 //! stream. Each `STATE` the tap writes becomes a checkpoint of *every* stream the source
 //! knows (those it read in this run and those with a committed cursor), each carrying the
-//! same tap state with a sequence number that grows by one per state:
+//! same cursor: the tap's state, a sequence number that grows by one per state, and the
+//! fields this source added to each stream's schema for keys the tap did not declare (so
+//! that a resumed read decodes as the interrupted one did):
 //!
 //! ```json
-//! {"state": {"bookmarks": {"users": {"updated_at": "2024-05-01T00:00:00Z"}}}, "seq": 12, "schema": [...]}
+//! {"state": {"bookmarks": {"users": {"updated_at": "2024-05-01T00:00:00Z"}}}, "seq": 12,
+//!  "schemas": {"users": [{"path": ["plan"], "type": "utf8"}]}}
 //! ```
 //!
-//! `schema` is the stream's own part: the fields this source added to the tap's schema for
-//! keys the tap did not declare, so that a resumed read decodes as the interrupted one did.
-//! On resume, the state with the highest `seq` among the committed cursors is handed to
-//! the tap (`--state`): all of them are equal unless a stream was left out of a run.
+//! On resume the cursor with the highest `seq` among the committed ones is used whole: a
+//! pipeline may commit between the checkpoints of one state, so the streams' cursors can
+//! differ by one state, and only the newest describes every stream at that state.
 
 use std::collections::HashMap;
 
@@ -49,30 +51,42 @@ impl Resume {
             let Some(seq) = object.get("seq").and_then(Value::as_u64) else {
                 return Err(refuse("no `seq` number"));
             };
-            let Some(state) = object.get("state") else {
+            if !object.contains_key("state") {
                 return Err(refuse("no `state`"));
-            };
-            if best.is_none_or(|(at, _)| seq > at) {
-                best = Some((seq, state));
             }
-            if let Some(schema) = object.get("schema") {
-                resume.schemas.insert(stream.clone(), schema.clone());
+            if best.is_none_or(|(at, _)| seq > at) {
+                best = Some((seq, cursor));
             }
             resume.streams.push(stream.clone());
         }
-        if let Some((seq, state)) = best {
+        if let Some((seq, cursor)) = best {
             resume.seq = seq;
-            resume.state = (!state.is_null()).then(|| state.clone());
+            resume.state = cursor.get("state").filter(|s| !s.is_null()).cloned();
+            if let Some(schemas) = cursor.get("schemas").and_then(Value::as_object) {
+                resume.schemas = schemas
+                    .iter()
+                    .map(|(stream, changes)| (stream.clone(), changes.clone()))
+                    .collect();
+            }
         }
         Ok(resume)
     }
 }
 
-/// The cursor of one stream.
-pub(crate) fn cursor(state: Option<&Value>, seq: u64, schema: Option<&Value>) -> Value {
+/// The cursor every stream gets at a state: the tap's `state`, its `seq`, and the schema
+/// changes of each stream that has some.
+pub(crate) fn cursor<'a>(
+    state: Option<&Value>,
+    seq: u64,
+    schemas: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Value {
     let mut cursor = json!({"state": state.cloned().unwrap_or(Value::Null), "seq": seq});
-    if let Some(schema) = schema {
-        cursor["schema"] = schema.clone();
+    let schemas: serde_json::Map<String, Value> = schemas
+        .into_iter()
+        .map(|(stream, changes)| (stream.clone(), changes.clone()))
+        .collect();
+    if !schemas.is_empty() {
+        cursor["schemas"] = Value::Object(schemas);
     }
     cursor
 }
@@ -97,15 +111,17 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_state_wins_and_schemas_stay_per_stream() {
+    fn the_latest_cursor_wins_whole() {
+        let (a, changes) = ("a".to_string(), json!([{"path": ["x"], "type": "utf8"}]));
         let resume = Resume::from_request(&request(&[
-            ("a", cursor(Some(&json!({"n": 1})), 1, None)),
-            ("b", cursor(Some(&json!({"n": 2})), 2, Some(&json!([])))),
+            ("a", cursor(Some(&json!({"n": 1})), 1, [(&a, &changes)])),
+            ("b", cursor(Some(&json!({"n": 2})), 2, [])),
         ]))
         .unwrap();
         assert_eq!(resume.state, Some(json!({"n": 2})));
         assert_eq!(resume.seq, 2);
-        assert_eq!(resume.schemas.len(), 1);
+        // The older cursor's schema changes are not those of the state resumed from.
+        assert!(resume.schemas.is_empty());
         assert_eq!(resume.streams, ["a", "b"]);
         assert_eq!(
             Resume::from_request(&request(&[])).unwrap(),

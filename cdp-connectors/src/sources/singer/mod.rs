@@ -96,11 +96,11 @@ impl CatalogFlag {
 ///
 /// # The cursor
 ///
-/// A tap's state is one value for the whole tap; a pipeline keeps a cursor per stream.
-/// Each stream's cursor is `{"state": <the tap's state>, "seq": n, "schema": [...]}`: the
-/// same state on every stream, numbered by `seq`, plus the fields this source added to
-/// that stream's schema (so a resume decodes as the interrupted read did). A resume hands
-/// the tap the state with the highest `seq`.
+/// A tap's state is one value for the whole tap; a pipeline keeps a cursor per stream. At
+/// each state every stream gets the same cursor, `{"state": <the tap's state>, "seq": n,
+/// "schemas": {...}}`: the state numbered by `seq`, plus the fields this source added to
+/// each stream's schema (so a resume decodes as the interrupted read did). A resume hands
+/// the tap the state of the cursor with the highest `seq`.
 ///
 /// # Delivery
 ///

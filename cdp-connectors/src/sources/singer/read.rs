@@ -439,16 +439,19 @@ impl<'a> Reader<'a> {
     }
 
     fn checkpoint(&mut self) -> Result<()> {
+        // Streams not read yet in this run keep the changes they were committed with.
+        let mut schemas: BTreeMap<&String, &Value> = self.committed_schemas.iter().collect();
+        for (stream, decoder) in &self.decoders {
+            match decoder.changes() {
+                Some(changes) => schemas.insert(stream, changes),
+                None => schemas.remove(stream),
+            };
+        }
+        let cursor = cursor(self.state.as_ref(), self.seq, schemas);
         for stream in &self.known {
-            let schema = self
-                .decoders
-                .get(stream)
-                .and_then(StreamDecoder::changes)
-                .or_else(|| self.committed_schemas.get(stream));
-            let cursor = cursor(self.state.as_ref(), self.seq, schema);
             self.send(SourceEvent::Checkpoint(Checkpoint::new(
                 stream.clone(),
-                cursor,
+                cursor.clone(),
             )))?;
         }
         self.uncovered = false;
