@@ -7,7 +7,7 @@
 //! | module | crate | feature |
 //! |---|---|---|
 //! | crate root, [`core`] | `cdp-core`: record model, traits, pipeline runtime, state | always |
-//! | [`connectors`] | `cdp-connectors`: file sources and landing zones; PostgreSQL source, destination, state store | `jsonl`, `csv`, `parquet` (all three: `files`), `postgres`, `postgres-tls` |
+//! | [`connectors`] | `cdp-connectors`: file sources and landing zones; PostgreSQL source, destination, state store; HTTP source for REST APIs, signed webhook destination | `jsonl`, `csv`, `parquet` (all three: `files`), `postgres`, `postgres-tls`, `http` |
 //! | `postgres` | `cdp-postgres`: PostgreSQL connection settings, TLS, binary `COPY`, type mapping, quoting | `postgres`, `postgres-identity`, `postgres-tls` |
 //! | [`identity`] | `cdp-identity`: identity graph, merges, profiles, probabilistic matching | `identity` |
 //! | `postgres_identity` | this crate: the identity log and profile store in PostgreSQL, shared by workers on several machines | `postgres-identity` |
