@@ -16,7 +16,9 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::error::Rejection;
 use crate::event::{CallType, Limits, prepare};
-use crate::log::{Appended, EventLog};
+#[cfg(doc)]
+use crate::log::EventLog;
+use crate::log::{Appended, DurableLog};
 
 /// What the API needs: the write keys it accepts, the limits, and the log it appends to.
 #[derive(Clone)]
@@ -27,7 +29,7 @@ pub struct Collector {
 struct Inner {
     write_keys: Vec<String>,
     limits: Limits,
-    log: EventLog,
+    log: Arc<dyn DurableLog>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -36,31 +38,31 @@ impl std::fmt::Debug for Collector {
         f.debug_struct("Collector")
             .field("write_keys", &self.inner.write_keys.len())
             .field("limits", &self.inner.limits)
-            .field("log", &self.inner.log.dir())
+            .field("log", &self.inner.log.describe())
             .finish()
     }
 }
 
 impl Collector {
-    /// A collector accepting `write_keys`, appending to `log`, with Segment's limits.
-    pub fn new(write_keys: Vec<String>, log: EventLog) -> Self {
+    /// A collector accepting `write_keys`, appending to `log` (the [`EventLog`] on disk,
+    /// or JetStream), with Segment's limits.
+    pub fn new(write_keys: Vec<String>, log: impl DurableLog + 'static) -> Self {
         Collector::with_limits(write_keys, log, Limits::default())
     }
 
     /// The same with other limits.
-    pub fn with_limits(write_keys: Vec<String>, log: EventLog, limits: Limits) -> Self {
+    pub fn with_limits(
+        write_keys: Vec<String>,
+        log: impl DurableLog + 'static,
+        limits: Limits,
+    ) -> Self {
         Collector {
             inner: Arc::new(Inner {
                 write_keys,
                 limits,
-                log,
+                log: Arc::new(log),
             }),
         }
-    }
-
-    /// The log the collector appends to.
-    pub fn log(&self) -> &EventLog {
-        &self.inner.log
     }
 
     /// The router: `POST /v1/{track,identify,page,screen,group,alias,batch}` and the

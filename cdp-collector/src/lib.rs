@@ -14,6 +14,10 @@
 //!   already seen within the deduplication window (rebuilt from the log after a restart).
 //! * [`log_source`] reads the log back as one stream per call type, with checkpoints, so a
 //!   pipeline lands every acknowledged event exactly once.
+//! * With the `jetstream` feature, `JetStreamLog` makes NATS JetStream the durable log
+//!   instead: an event is acknowledged once JetStream has acknowledged it, published to
+//!   `<prefix>.<call type>` with its `messageId` as `Nats-Msg-Id`, so JetStream's duplicate
+//!   window drops a client's retries.
 //!
 //! The `cdp-collector` binary serves the router and, with `--landing DIR`, runs a pipeline
 //! from the log into a Parquet landing zone.
@@ -38,11 +42,15 @@
 mod api;
 mod error;
 pub mod event;
+#[cfg(feature = "jetstream")]
+mod jetstream;
 mod log;
 mod source;
 
 pub use api::Collector;
 pub use error::Rejection;
 pub use event::{CallType, Limits};
-pub use log::{Appended, EventLog, LogConfig, stream_dir};
+#[cfg(feature = "jetstream")]
+pub use jetstream::JetStreamLog;
+pub use log::{Appended, DurableLog, EventLog, LogConfig, stream_dir};
 pub use source::log_source;

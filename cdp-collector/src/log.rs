@@ -57,6 +57,29 @@ impl LogConfig {
     }
 }
 
+/// Where acknowledged events are kept: the collector answers 200 only once
+/// [`append`](DurableLog::append) has returned.
+#[cdp_core::async_trait]
+pub trait DurableLog: Send + Sync {
+    /// Makes `events` durable (dropping those already logged under their `messageId`);
+    /// returns once they are.
+    async fn append(&self, events: Vec<Event>) -> Result<Appended, Rejection>;
+
+    /// What and where it is, for logs and `Debug` (no credentials).
+    fn describe(&self) -> String;
+}
+
+#[cdp_core::async_trait]
+impl DurableLog for EventLog {
+    async fn append(&self, events: Vec<Event>) -> Result<Appended, Rejection> {
+        EventLog::append(self, events).await
+    }
+
+    fn describe(&self) -> String {
+        format!("event log at {}", self.dir.display())
+    }
+}
+
 /// What one append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Appended {

@@ -24,6 +24,10 @@ fn collector(dir: &Path) -> Collector {
     Collector::new(vec![KEY.into()], log)
 }
 
+fn log_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("log")
+}
+
 fn basic() -> HeaderMap {
     let mut headers = HeaderMap::new();
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"));
@@ -117,7 +121,7 @@ async fn every_call_type_lands_in_its_stream_with_the_common_fields() {
     let memory = MemoryDestination::new("memory");
     let handle = memory.handle();
     Pipeline::builder("collector")
-        .source(log_source(c.log().dir()))
+        .source(log_source(&log_dir(dir.path())))
         .destination(memory)
         .build()
         .unwrap()

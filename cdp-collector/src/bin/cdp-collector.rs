@@ -4,6 +4,8 @@
 //! ```text
 //! cdp-collector --listen 127.0.0.1:8088 --write-key KEY --data-dir DIR
 //!               [--landing DIR] [--land-every 2]
+//!               [--jetstream nats://127.0.0.1:4222 [--jetstream-stream CDP_EVENTS]
+//!                [--jetstream-prefix segment]]          (feature `jetstream`)
 //! ```
 //!
 //! The write key may come from `CDP_WRITE_KEY` instead (several keys comma-separated), so
@@ -42,6 +44,19 @@ struct Args {
     /// Seconds between landing runs.
     #[arg(long, default_value_t = 2)]
     land_every: u64,
+    /// Keep the log in NATS JetStream at this URL instead of on disk (read it with a
+    /// JetStream source; `--landing` needs the disk log).
+    #[cfg(feature = "jetstream")]
+    #[arg(long)]
+    jetstream: Option<String>,
+    /// The JetStream stream (created if missing).
+    #[cfg(feature = "jetstream")]
+    #[arg(long, default_value = "CDP_EVENTS")]
+    jetstream_stream: String,
+    /// Subject prefix: events go to `<prefix>.<call type>`.
+    #[cfg(feature = "jetstream")]
+    #[arg(long, default_value = "segment")]
+    jetstream_prefix: String,
 }
 
 #[tokio::main]
@@ -67,8 +82,7 @@ async fn main() -> Result<(), BoxError> {
         return Err("no write key: pass --write-key or set CDP_WRITE_KEY".into());
     }
     let log_dir = args.data_dir.join("log");
-    let log = EventLog::open(LogConfig::new(&log_dir))?;
-    let collector = Collector::new(keys, log);
+    let collector = open_collector(&args, keys, &log_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "collector listening");
 
@@ -98,6 +112,47 @@ async fn main() -> Result<(), BoxError> {
         lander.await??;
     }
     Ok(())
+}
+
+#[cfg(feature = "jetstream")]
+async fn open_collector(
+    args: &Args,
+    keys: Vec<String>,
+    log_dir: &Path,
+) -> Result<Collector, BoxError> {
+    if let Some(url) = &args.jetstream {
+        if args.landing.is_some() {
+            return Err(
+                "--landing reads the disk log; with --jetstream, land the stream with \
+                        a JetStream source"
+                    .into(),
+            );
+        }
+        let log = cdp_collector::JetStreamLog::connect(
+            url,
+            &args.jetstream_stream,
+            &args.jetstream_prefix,
+            Duration::from_secs(24 * 3600),
+        )
+        .await?;
+        return Ok(Collector::new(keys, log));
+    }
+    Ok(Collector::new(
+        keys,
+        EventLog::open(LogConfig::new(log_dir))?,
+    ))
+}
+
+#[cfg(not(feature = "jetstream"))]
+async fn open_collector(
+    _args: &Args,
+    keys: Vec<String>,
+    log_dir: &Path,
+) -> Result<Collector, BoxError> {
+    Ok(Collector::new(
+        keys,
+        EventLog::open(LogConfig::new(log_dir))?,
+    ))
 }
 
 async fn shutdown() {
