@@ -107,6 +107,8 @@ pub use sources::{ParquetSource, ParquetSourceConfig, ParquetSourceOptions};
 
 #[cfg(feature = "postgres")]
 pub use destinations::{PostgresDestination, PostgresDestinationConfig};
+#[cfg(feature = "singer")]
+pub use destinations::{SingerDestination, SingerDestinationConfig};
 #[cfg(feature = "http")]
 pub use destinations::{WebhookDestination, WebhookDestinationConfig};
 #[cfg(feature = "postgres")]
@@ -117,7 +119,5 @@ pub use sources::{
 };
 #[cfg(feature = "http")]
 pub use sources::{HttpSource, HttpSourceConfig};
-#[cfg(feature = "singer")]
-pub use destinations::{SingerDestination, SingerDestinationConfig};
 #[cfg(feature = "singer")]
 pub use sources::{SingerSource, SingerSourceConfig};

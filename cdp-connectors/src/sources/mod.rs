@@ -31,12 +31,12 @@ pub mod jsonl;
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(feature = "singer")]
-pub mod singer;
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 mod schema;
 #[cfg(any(feature = "jsonl", feature = "csv"))]
 mod schemaless;
+#[cfg(feature = "singer")]
+pub mod singer;
 
 #[cfg(feature = "csv")]
 pub use csv::{CsvSource, CsvSourceConfig, CsvSourceOptions, DuplicateHeaders};
@@ -53,9 +53,9 @@ pub use postgres::{
     FullRefreshDeletes, PostgresColumn, PostgresSource, PostgresSourceConfig, PostgresStreamConfig,
     PostgresTable,
 };
-#[cfg(feature = "singer")]
-pub use singer::{CatalogFlag, SingerSource, SingerSourceConfig};
 #[cfg(any(feature = "jsonl", feature = "csv", feature = "parquet"))]
 pub use schema::{ColumnConfig, ColumnType};
 #[cfg(any(feature = "jsonl", feature = "csv"))]
 pub use schemaless::{DEFAULT_OVERFLOW_COLUMN, NewFields, TypeConflicts};
+#[cfg(feature = "singer")]
+pub use singer::{CatalogFlag, SingerSource, SingerSourceConfig};

@@ -475,8 +475,16 @@ async fn a_line_with_two_values_is_one_dead_letter_on_both_paths() {
             .collect();
         let positions: Vec<_> = dead.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(positions, ["two.jsonl:2", "two.jsonl:3", "two.jsonl:5"]);
-        assert!(dead[0].1.contains("more than one JSON value"), "{}", dead[0].1);
-        assert!(dead[2].1.contains("more than one JSON value"), "{}", dead[2].1);
+        assert!(
+            dead[0].1.contains("more than one JSON value"),
+            "{}",
+            dead[0].1
+        );
+        assert!(
+            dead[2].1.contains("more than one JSON value"),
+            "{}",
+            dead[2].1
+        );
         read.assert_aligned(batch_size);
         // Resuming from every checkpoint gives each row once.
         let mut emitted = 0;
