@@ -183,7 +183,7 @@ fn check(inbox: &Inbox, signature: &str, body: &[u8]) -> Result<(), (&'static st
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    if given.iter().any(|g| *g == expected) {
+    if given.contains(&expected) {
         Ok(())
     } else {
         Err(("signature does not match", false))

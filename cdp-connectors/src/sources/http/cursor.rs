@@ -77,6 +77,8 @@ impl CursorKind {
     }
 
     /// Reads the checkpoint form back.
+    // A kind is a small `Copy` value: taken by value, like `read`.
+    #[allow(clippy::wrong_self_convention)]
     pub(crate) fn from_json(self, value: &Value) -> Option<Position> {
         self.read(value)
     }
