@@ -203,7 +203,7 @@ pub(crate) struct Request {
     pub(crate) method: Method,
     pub(crate) url: Url,
     pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Option<(Vec<u8>, &'static str)>,
+    pub(crate) body: Option<(bytes::Bytes, &'static str)>,
     /// Signs the body anew at each attempt (header name, secret), so a retry long after
     /// the first try still carries a fresh timestamp.
     pub(crate) signature: Option<(String, super::Secret)>,
@@ -282,8 +282,11 @@ impl HttpClient {
 
     /// Sends `request` until it succeeds, fails for good, or runs out of attempts.
     pub(crate) async fn send(&self, request: &Request) -> Result<Sent> {
-        let what = format!("{} {}", request.method, self.redact(&request.url));
-        let mut attempts = self.options.retry.start(&what);
+        // Named only when something goes wrong: most requests succeed at once.
+        let what = std::sync::OnceLock::new();
+        let what =
+            || what.get_or_init(|| format!("{} {}", request.method, self.redact(&request.url)));
+        let mut attempts = None;
         let mut refreshed = false;
         loop {
             match self.attempt(request).await {
@@ -292,7 +295,7 @@ impl HttpClient {
                     // The token may have been revoked early: fetch a new one, once.
                     refreshed = true;
                     self.auth.invalidate().await;
-                    tracing::debug!(request = %what, "401: fetching a new access token");
+                    tracing::debug!(request = %what(), "401: fetching a new access token");
                     let _ = reply;
                 }
                 Ok(Attempt::Unauthorized(reply)) => {
@@ -301,7 +304,12 @@ impl HttpClient {
                         self.describe(request, &reply),
                     ));
                 }
-                Err(error) => attempts.backoff(error).await?,
+                Err(error) => {
+                    attempts
+                        .get_or_insert_with(|| self.options.retry.start(what()))
+                        .backoff(error)
+                        .await?
+                }
             }
         }
     }
@@ -331,7 +339,7 @@ impl HttpClient {
         if let Some((body, content_type)) = &request.body {
             if let Some((header, secret)) = &request.signature {
                 let now = chrono::Utc::now().timestamp();
-                let signature = super::signature::sign(secret.expose().as_bytes(), now, body);
+                let signature = super::signature::sign(secret.expose().as_bytes(), now, &body[..]);
                 builder = builder.header(header.as_str(), signature);
             }
             builder = builder
@@ -353,7 +361,7 @@ impl HttpClient {
         let reply = Reply {
             status,
             headers,
-            body: body.to_vec(),
+            body: body.into(),
         };
         self.note_budget(&reply.headers);
         if status == StatusCode::UNAUTHORIZED && !self.configured(status) {

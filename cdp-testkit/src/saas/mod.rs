@@ -133,6 +133,9 @@ struct Data {
     config: SaasConfig,
     /// Customers sorted by `(updated, id)`.
     customers: Vec<Value>,
+    /// `(updated, id)` of each customer, in the same order: what ranges and cursors
+    /// compare, without looking into the JSON.
+    keys: Vec<(String, String)>,
     next_id: usize,
     /// The refresh token currently valid.
     refresh_token: String,
@@ -189,15 +192,18 @@ impl Data {
         let customers = (0..config.customers)
             .map(|i| customer(i, EPOCH + (i / run) as i64 * 60))
             .collect();
-        Data {
+        let mut data = Data {
             next_id: config.customers,
             config,
             customers,
+            keys: Vec::new(),
             refresh_token: FIRST_REFRESH_TOKEN.into(),
             rotations: 0,
             access_tokens: HashMap::new(),
             stats: SaasStats::default(),
-        }
+        };
+        data.sort();
+        data
     }
 
     fn sort(&mut self) {
@@ -205,6 +211,14 @@ impl Data {
             (a["updated"].as_str(), a["id"].as_str())
                 .cmp(&(b["updated"].as_str(), b["id"].as_str()))
         });
+        self.keys = self
+            .customers
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                (text("updated"), text("id"))
+            })
+            .collect();
     }
 }
 
@@ -393,7 +407,7 @@ type Params = Query<BTreeMap<String, String>>;
 /// The faults and authentication every API request goes through; `Err` is the answer.
 // The refusal is the response itself, as axum handlers return it.
 #[allow(clippy::result_large_err)]
-fn admit(shared: &Shared, headers: &HeaderMap, oauth: bool) -> Result<(), Response> {
+fn admit(shared: &Shared, headers: &HeaderMap, oauth: bool) -> Result<(), Box<Response>> {
     let n = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
     let mut data = shared.data.lock();
     data.stats.requests += 1;
@@ -405,11 +419,13 @@ fn admit(shared: &Shared, headers: &HeaderMap, oauth: bool) -> Result<(), Respon
             header::RETRY_AFTER,
             HeaderValue::from(faults.retry_after_secs),
         );
-        return Err(response);
+        return Err(Box::new(response));
     }
     if faults.error_every > 0 && n.is_multiple_of(faults.error_every) {
         data.stats.errors += 1;
-        return Err((StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"boom\"}").into_response());
+        return Err(Box::new(
+            (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"boom\"}").into_response(),
+        ));
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -434,11 +450,13 @@ fn admit(shared: &Shared, headers: &HeaderMap, oauth: bool) -> Result<(), Respon
     };
     if !authorized {
         data.stats.unauthorized += 1;
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "{\"error\":\"invalid or expired token\"}",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                "{\"error\":\"invalid or expired token\"}",
+            )
+                .into_response(),
+        ));
     }
     Ok(())
 }
@@ -493,23 +511,66 @@ fn number(params: &BTreeMap<String, String>, name: &str, default: usize) -> usiz
         .unwrap_or(default)
 }
 
-/// Customers in `(updated, id)` order within `updated_since` / `updated_before`.
-fn in_range(data: &Data, params: &BTreeMap<String, String>) -> Vec<Value> {
-    let since = params.get("updated_since").cloned();
-    let before = params.get("updated_before").cloned();
-    data.customers
+/// Customers in `(updated, id)` order within `updated_since` / `updated_before`: a run of
+/// the sorted list.
+fn in_range<'a>(data: &'a Data, params: &BTreeMap<String, String>) -> Vec<&'a Value> {
+    let range = range_of(data, params);
+    data.customers[range].iter().collect()
+}
+
+/// Where the customers within `updated_since` / `updated_before` are.
+fn range_of(data: &Data, params: &BTreeMap<String, String>) -> std::ops::Range<usize> {
+    let since = params.get("updated_since").map(|s| normalise(s));
+    let before = params.get("updated_before").map(|b| normalise(b));
+    let lo = since.map_or(0, |s| data.keys.partition_point(|(u, _)| *u < s));
+    let hi = before.map_or(data.keys.len(), |b| {
+        data.keys.partition_point(|(u, _)| *u < b)
+    });
+    lo..hi.max(lo)
+}
+
+/// The customers in range after the one with id `after`, at most `limit`, and whether
+/// more follow.
+fn after_in_range(
+    data: &Data,
+    params: &BTreeMap<String, String>,
+    after: Option<&String>,
+    limit: usize,
+) -> (Vec<Value>, bool) {
+    let range = range_of(data, params);
+    let start = match after {
+        Some(id) => match data.keys.iter().position(|(_, k)| k == id) {
+            Some(at) => (at + 1).max(range.start),
+            None => range.end,
+        },
+        None => range.start,
+    };
+    let end = (start + limit).min(range.end);
+    let page = data.customers[start.min(end)..end].to_vec();
+    (page, end < range.end)
+}
+
+/// `take` customers from `skip` on of those in range that `keep` keeps, and how many
+/// those are; the lock is released before the answer is written.
+fn slice(
+    shared: &Shared,
+    params: &BTreeMap<String, String>,
+    keep: impl Fn(&Value) -> bool,
+    skip: usize,
+    take: usize,
+) -> (Vec<Value>, usize) {
+    let data = shared.data.lock();
+    let records: Vec<&Value> = in_range(&data, params)
+        .into_iter()
+        .filter(|c| keep(c))
+        .collect();
+    let page = records
         .iter()
-        .filter(|c| {
-            let updated = c["updated"].as_str().unwrap_or_default();
-            since
-                .as_deref()
-                .is_none_or(|s| normalise(s).as_str() <= updated)
-                && before
-                    .as_deref()
-                    .is_none_or(|b| updated < normalise(b).as_str())
-        })
-        .cloned()
-        .collect()
+        .skip(skip)
+        .take(take)
+        .map(|r| (*r).clone())
+        .collect();
+    (page, records.len())
 }
 
 /// RFC 3339 text in the dataset's spelling, so it compares as text.
@@ -520,7 +581,7 @@ fn normalise(text: &str) -> String {
 }
 
 /// The records after `after` (an id), at most `limit`, and whether more follow.
-fn after_id(records: Vec<Value>, after: Option<&String>, limit: usize) -> (Vec<Value>, bool) {
+fn after_id(records: &[&Value], after: Option<&String>, limit: usize) -> (Vec<Value>, bool) {
     let start = match after {
         Some(id) => records
             .iter()
@@ -529,7 +590,7 @@ fn after_id(records: Vec<Value>, after: Option<&String>, limit: usize) -> (Vec<V
         None => 0,
     };
     let rest = &records[start.min(records.len())..];
-    let page: Vec<Value> = rest.iter().take(limit).cloned().collect();
+    let page: Vec<Value> = rest.iter().take(limit).map(|r| (*r).clone()).collect();
     let more = rest.len() > page.len();
     (page, more)
 }
@@ -540,7 +601,7 @@ async fn stripe_customers(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, false) {
-        return response;
+        return *response;
     }
     let records = {
         let data = shared.data.lock();
@@ -554,8 +615,9 @@ async fn stripe_customers(
         records.sort_by_key(|c| c["created"].as_i64());
         records
     };
+    let records: Vec<&Value> = records.iter().collect();
     let (page, more) = after_id(
-        records,
+        &records,
         params.get("starting_after"),
         number(&params, "limit", 10),
     );
@@ -573,7 +635,7 @@ async fn stripe_invoices(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, false) {
-        return response;
+        return *response;
     }
     let records = {
         let data = shared.data.lock();
@@ -590,8 +652,9 @@ async fn stripe_invoices(
             })
             .collect::<Vec<_>>()
     };
+    let records: Vec<&Value> = records.iter().collect();
     let (page, more) = after_id(
-        records,
+        &records,
         params.get("starting_after"),
         number(&params, "limit", 10),
     );
@@ -608,10 +671,17 @@ async fn hubspot_contacts(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, true) {
-        return response;
+        return *response;
     }
-    let records = in_range(&shared.data.lock(), &params);
-    let (page, more) = after_id(records, params.get("after"), number(&params, "limit", 10));
+    let (page, more) = {
+        let data = shared.data.lock();
+        after_in_range(
+            &data,
+            &params,
+            params.get("after"),
+            number(&params, "limit", 10),
+        )
+    };
     let results: Vec<Value> = page
         .iter()
         .map(|c| {
@@ -658,10 +728,17 @@ async fn next_url(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, false) {
-        return response;
+        return *response;
     }
-    let records = in_range(&shared.data.lock(), &params);
-    let (page, more) = after_id(records, params.get("cursor"), number(&params, "limit", 10));
+    let (page, more) = {
+        let data = shared.data.lock();
+        after_in_range(
+            &data,
+            &params,
+            params.get("cursor"),
+            number(&params, "limit", 10),
+        )
+    };
     let next = match (more, page.last()) {
         (true, Some(last)) => json!(format!(
             "/items/next?{}",
@@ -684,19 +761,23 @@ async fn link_header(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, false) {
-        return response;
+        return *response;
     }
-    let records = in_range(&shared.data.lock(), &params);
     let page_no = number(&params, "page", 1).max(1);
     let per = number(&params, "per_page", 10).max(1);
-    let page: Vec<Value> = records
-        .iter()
-        .skip((page_no - 1) * per)
-        .take(per)
-        .cloned()
-        .collect();
+    let (page, total) = {
+        let data = shared.data.lock();
+        let records = in_range(&data, &params);
+        let page: Vec<Value> = records
+            .iter()
+            .skip((page_no - 1) * per)
+            .take(per)
+            .map(|r| (*r).clone())
+            .collect();
+        (page, records.len())
+    };
     let mut links = Vec::new();
-    if page_no * per < records.len() {
+    if page_no * per < total {
         links.push((
             header::LINK,
             format!(
@@ -714,17 +795,12 @@ async fn offset(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, false) {
-        return response;
+        return *response;
     }
-    let records = in_range(&shared.data.lock(), &params);
     let at = number(&params, "offset", 0);
     let limit = number(&params, "limit", 10);
-    let page: Vec<Value> = records.iter().skip(at).take(limit).cloned().collect();
-    answer(
-        &shared,
-        json!({"items": page, "total": records.len()}),
-        vec![],
-    )
+    let (page, total) = slice(&shared, &params, |_| true, at, limit);
+    answer(&shared, json!({"items": page, "total": total}), vec![])
 }
 
 async fn page_number(
@@ -733,9 +809,8 @@ async fn page_number(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, false) {
-        return response;
+        return *response;
     }
-    let records = in_range(&shared.data.lock(), &params);
     let page_no = number(&params, "page", 1).max(1);
     if params
         .get("broken_page")
@@ -750,17 +825,8 @@ async fn page_number(
             .into_response();
     }
     let per = number(&params, "per_page", 10).max(1);
-    let page: Vec<Value> = records
-        .iter()
-        .skip((page_no - 1) * per)
-        .take(per)
-        .cloned()
-        .collect();
-    answer(
-        &shared,
-        json!({"items": page, "total": records.len()}),
-        vec![],
-    )
+    let (page, total) = slice(&shared, &params, |_| true, (page_no - 1) * per, per);
+    answer(&shared, json!({"items": page, "total": total}), vec![])
 }
 
 async fn account_events(
@@ -770,15 +836,17 @@ async fn account_events(
     Query(params): Params,
 ) -> Response {
     if let Err(response) = admit(&shared, &headers, false) {
-        return response;
+        return *response;
     }
-    let records: Vec<Value> = in_range(&shared.data.lock(), &params)
-        .into_iter()
-        .filter(|c| c["account"] == account.as_str())
-        .collect();
     let at = number(&params, "offset", 0);
     let limit = number(&params, "limit", 10);
-    let page: Vec<Value> = records.iter().skip(at).take(limit).cloned().collect();
+    let (page, _) = slice(
+        &shared,
+        &params,
+        |c| c["account"] == account.as_str(),
+        at,
+        limit,
+    );
     answer(&shared, json!({"items": page}), vec![])
 }
 

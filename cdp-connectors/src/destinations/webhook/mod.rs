@@ -4,6 +4,7 @@
 mod config;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -52,11 +53,34 @@ pub struct WebhookDestination {
 #[derive(Debug, Clone)]
 struct Pending {
     stream: Arc<str>,
-    key: String,
-    /// The record's columns as a JSON object (what a dead letter shows).
-    record: String,
-    /// What goes in the body: the envelope, or the record.
-    item: String,
+    /// The idempotency key (written as 32 hex digits).
+    key: u128,
+    /// The encoded records of the batch this one came in (one allocation per batch).
+    text: Arc<str>,
+    /// What goes in the body (the envelope, or the record), in `text`.
+    item: Range<usize>,
+    /// The record's columns (a JSON object, what a dead letter shows), in `text`.
+    record: Range<usize>,
+}
+
+impl Pending {
+    fn item(&self) -> &str {
+        &self.text[self.item.clone()]
+    }
+}
+
+/// `key` as 32 lower-case hex digits, appended to `out`.
+fn push_hex(key: u128, out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..32).rev() {
+        out.push(DIGITS[((key >> (shift * 4)) & 0xf) as usize] as char);
+    }
+}
+
+fn hex(key: u128) -> String {
+    let mut out = String::with_capacity(32);
+    push_hex(key, &mut out);
+    out
 }
 
 impl WebhookDestination {
@@ -117,36 +141,63 @@ impl WebhookDestination {
                 message: format!("{RECORD_HASH_COLUMN} is not text"),
             })?;
         let ops = batch.ops()?;
-        let records = user_rows(&batch.data)?;
+        let text = user_rows(&batch.data)?;
         let stream = batch.stream.clone();
-        let header_safe = stream.bytes().all(|b| b.is_ascii_graphic());
-        for (row, record) in records.into_iter().enumerate() {
+        let envelope = self.config.webhook.envelope;
+        let stream_json = json_string(&stream);
+        let lines = text.lines().count();
+        if lines != batch.num_rows() {
+            return Err(Error::external(
+                CONNECTOR,
+                format!("{} rows rendered as {lines} JSON lines", batch.num_rows()),
+            ));
+        }
+        self.pending.reserve(lines);
+        let extra = if envelope { stream_json.len() + 80 } else { 0 };
+        let mut items = String::with_capacity(text.len() + lines * extra);
+        let mut spans = Vec::with_capacity(lines);
+        for (row, record) in text.lines().enumerate() {
             let op = ops.get(row).copied().unwrap_or(Op::Upsert);
-            let hash = hashes.value(row);
             let op_name = match op {
                 Op::Upsert => "upsert",
                 Op::Delete => "delete",
             };
-            let key = if header_safe {
-                format!("{stream}:{hash}:{op_name}")
+            // Stream, content and operation: the same record gets the same key in every
+            // run, and the key needs no escaping in a header or in JSON.
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            hasher.update(stream.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(hashes.value(row).as_bytes());
+            hasher.update(&[0]);
+            hasher.update(op_name.as_bytes());
+            let key = hasher.digest128();
+            let start = items.len();
+            let record_at = if envelope {
+                items.push_str("{\"id\":\"");
+                push_hex(key, &mut items);
+                items.push_str("\",\"stream\":");
+                items.push_str(&stream_json);
+                items.push_str(",\"op\":\"");
+                items.push_str(op_name);
+                items.push_str("\",\"data\":");
+                let at = items.len();
+                items.push_str(record);
+                items.push('}');
+                at..at + record.len()
             } else {
-                let joined = format!("{stream}\0{hash}\0{op_name}");
-                format!("{:032x}", xxhash_rust::xxh3::xxh3_128(joined.as_bytes()))
+                items.push_str(record);
+                start..items.len()
             };
-            let item = if self.config.webhook.envelope {
-                format!(
-                    "{{\"id\":{},\"stream\":{},\"op\":\"{op_name}\",\"data\":{record}}}",
-                    json_string(&key),
-                    json_string(&stream)
-                )
-            } else {
-                record.clone()
-            };
+            spans.push((key, start..items.len(), record_at));
+        }
+        let text: Arc<str> = Arc::from(items);
+        for (key, item, record) in spans {
             self.pending.push(Pending {
                 stream: stream.clone(),
                 key,
-                record,
+                text: text.clone(),
                 item,
+                record,
             });
         }
         Ok(())
@@ -177,34 +228,44 @@ impl WebhookDestination {
             }
             let chunk = &self.pending[start..end];
             let (body, content_type) = match webhook.format {
-                WebhookFormat::Json => (chunk[0].item.clone(), "application/json"),
+                WebhookFormat::Json => (chunk[0].item().to_string(), "application/json"),
                 WebhookFormat::JsonArray => {
-                    let items: Vec<&str> = chunk.iter().map(|p| p.item.as_str()).collect();
-                    (format!("[{}]", items.join(",")), "application/json")
+                    let mut body = String::with_capacity(
+                        chunk.iter().map(|p| p.item.len() + 1).sum::<usize>() + 2,
+                    );
+                    body.push('[');
+                    for (i, p) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            body.push(',');
+                        }
+                        body.push_str(p.item());
+                    }
+                    body.push(']');
+                    (body, "application/json")
                 }
                 WebhookFormat::Ndjson => {
                     let mut body = String::new();
                     for p in chunk {
-                        body.push_str(&p.item);
+                        body.push_str(p.item());
                         body.push('\n');
                     }
                     (body, "application/x-ndjson")
                 }
             };
             let key = if chunk.len() == 1 {
-                chunk[0].key.clone()
+                hex(chunk[0].key)
             } else {
-                let keys: Vec<&str> = chunk.iter().map(|p| p.key.as_str()).collect();
-                format!(
-                    "{:032x}",
-                    xxhash_rust::xxh3::xxh3_128(keys.join("\n").as_bytes())
-                )
+                let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+                for p in chunk {
+                    hasher.update(&p.key.to_le_bytes());
+                }
+                hex(hasher.digest128())
             };
             let request = Request {
                 method: Method::POST,
                 url: url.clone(),
                 headers: vec![(webhook.idempotency_header.clone(), key)],
-                body: Some((body.into_bytes(), content_type)),
+                body: Some((bytes::Bytes::from(body.into_bytes()), content_type)),
                 signature: signature.clone(),
             };
             requests.push((request, (start..end).collect()));
@@ -285,9 +346,9 @@ impl WebhookDestination {
         let pending = &self.pending[index];
         self.refused.push(RefusedRow {
             stream: pending.stream.to_string(),
-            row: pending.record.clone(),
+            row: pending.text[pending.record.clone()].to_string(),
             reason,
-            position: Some(format!("{position} ({})", pending.key)),
+            position: Some(format!("{position} ({})", hex(pending.key))),
         });
     }
 
@@ -310,7 +371,13 @@ impl WebhookDestination {
                 .unwrap_or("refused by the receiver")
                 .to_string();
             let at = match (entry.get("id").and_then(|i| i.as_str()), entry.get("index")) {
-                (Some(id), _) => indexes.iter().copied().find(|&i| self.pending[i].key == id),
+                (Some(id), _) => {
+                    let id = u128::from_str_radix(id, 16).ok();
+                    indexes
+                        .iter()
+                        .copied()
+                        .find(|&i| Some(self.pending[i].key) == id)
+                }
                 (None, Some(index)) => index
                     .as_u64()
                     .and_then(|n| indexes.get(usize::try_from(n).ok()?).copied()),
@@ -329,8 +396,8 @@ fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// Each row's user columns (no `_cdp_` column) as one JSON object.
-fn user_rows(batch: &RecordBatch) -> Result<Vec<String>> {
+/// Each row's user columns (no `_cdp_` column) as one JSON object per line.
+fn user_rows(batch: &RecordBatch) -> Result<String> {
     let schema = batch.schema();
     let keep: Vec<usize> = schema
         .fields()
@@ -343,20 +410,8 @@ fn user_rows(batch: &RecordBatch) -> Result<Vec<String>> {
     let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
     writer.write(&user)?;
     writer.finish()?;
-    let text = String::from_utf8(writer.into_inner())
-        .map_err(|e| Error::external(CONNECTOR, format!("rows rendered as invalid UTF-8: {e}")))?;
-    let rows: Vec<String> = text.lines().map(str::to_string).collect();
-    if rows.len() != batch.num_rows() {
-        return Err(Error::external(
-            CONNECTOR,
-            format!(
-                "{} rows rendered as {} JSON lines",
-                batch.num_rows(),
-                rows.len()
-            ),
-        ));
-    }
-    Ok(rows)
+    String::from_utf8(writer.into_inner())
+        .map_err(|e| Error::external(CONNECTOR, format!("rows rendered as invalid UTF-8: {e}")))
 }
 
 #[async_trait]

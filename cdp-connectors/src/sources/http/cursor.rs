@@ -40,8 +40,8 @@ pub(crate) type Position = i64;
 const MILLIS_FROM: i64 = 100_000_000_000;
 
 impl CursorKind {
-    /// Reads a cursor from a record's value; `None` when it is missing or not a value of
-    /// this kind.
+    /// Reads a cursor from a record's value, or from its checkpoint form; `None` when it
+    /// is missing or not a value of this kind.
     pub(crate) fn read(self, value: &Value) -> Option<Position> {
         match self {
             CursorKind::Integer => match value {
@@ -74,13 +74,6 @@ impl CursorKind {
                     .unwrap_or_default(),
             ),
         }
-    }
-
-    /// Reads the checkpoint form back.
-    // A kind is a small `Copy` value: taken by value, like `read`.
-    #[allow(clippy::wrong_self_convention)]
-    pub(crate) fn from_json(self, value: &Value) -> Option<Position> {
-        self.read(value)
     }
 
     /// The request parameter form.

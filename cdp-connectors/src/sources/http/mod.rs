@@ -280,13 +280,13 @@ impl Inner {
                 let kind = incremental.kind;
                 if let (Some(param), Some(from)) = (
                     &incremental.param,
-                    sync.from.as_ref().and_then(|f| kind.from_json(f)),
+                    sync.from.as_ref().and_then(|f| kind.read(f)),
                 ) {
                     query.append_pair(param, &kind.param(from, incremental.format));
                 }
                 if let (Some(param), Some(end)) = (
                     &incremental.end_param,
-                    sync.window_end.as_ref().and_then(|e| kind.from_json(e)),
+                    sync.window_end.as_ref().and_then(|e| kind.read(e)),
                 ) {
                     query.append_pair(param, &kind.param(end, incremental.format));
                 }
@@ -620,14 +620,22 @@ impl<'a> StreamRead<'a> {
         // The committed boundary: records at `cursor` already emitted are skipped.
         let kind = self.stream.incremental.as_ref().map(|i| i.kind);
         let boundary: Option<Position> =
-            kind.and_then(|k| partition.cursor.as_ref().and_then(|c| k.from_json(c)));
+            kind.and_then(|k| partition.cursor.as_ref().and_then(|c| k.read(c)));
         let seen_at_boundary: HashSet<&str> = partition.seen.iter().map(String::as_str).collect();
+        let inner = self.inner;
+        // The response to `sync.page`, when it was fetched while the page before it was
+        // decoded.
+        let mut ahead: Option<Result<Sent>> = None;
         loop {
             let request =
                 self.inner
                     .request(self.stream, vars, first.clone(), &sync.page, Some(&sync));
             let shown = self.inner.client.redact(&request.url);
-            let next = match self.inner.client.send(&request).await? {
+            let sent = match ahead.take() {
+                Some(sent) => sent?,
+                None => inner.client.send(&request).await?,
+            };
+            let next = match sent {
                 Sent::Reply { ignored: true, .. } => None,
                 Sent::DeadLetter { reply, reason } => {
                     self.dead_page(&shown, &reply.body, reason, out).await?;
@@ -646,7 +654,6 @@ impl<'a> StreamRead<'a> {
                             sync.read += records.len() as u64;
                             let kept =
                                 self.select_new(&records, &mut sync, boundary, &seen_at_boundary);
-                            self.emit(&kept, &shown, out).await?;
                             let seen = PageSeen {
                                 body,
                                 headers: &reply.headers,
@@ -654,7 +661,28 @@ impl<'a> StreamRead<'a> {
                                 records: &records,
                                 read: sync.read,
                             };
-                            next_page(self.stream, &sync.page, &seen)
+                            let next = next_page(self.stream, &sync.page, &seen);
+                            match &next {
+                                // The next page is asked for while this one is decoded, so
+                                // the network and the decoding overlap.
+                                Some(page) => {
+                                    let request = inner.request(
+                                        self.stream,
+                                        vars,
+                                        first.clone(),
+                                        page,
+                                        Some(&sync),
+                                    );
+                                    let (sent, emitted) = futures::join!(
+                                        inner.client.send(&request),
+                                        self.emit(&kept, &shown, out)
+                                    );
+                                    emitted?;
+                                    ahead = Some(sent);
+                                }
+                                None => self.emit(&kept, &shown, out).await?,
+                            }
+                            next
                         }
                     }
                 }
@@ -712,13 +740,13 @@ impl<'a> StreamRead<'a> {
             return SyncState::default();
         };
         let kind = incremental.kind;
-        let committed = partition.cursor.as_ref().and_then(|c| kind.from_json(c));
+        let committed = partition.cursor.as_ref().and_then(|c| kind.read(c));
         let from = match committed {
             Some(cursor) => Some(cursor.saturating_sub(kind.span(incremental.lookback))),
             None => incremental
                 .start
                 .as_ref()
-                .and_then(|s| kind.from_json(&Value::String(s.clone()))),
+                .and_then(|s| kind.read(&Value::String(s.clone()))),
         };
         let mut sync = SyncState {
             from: from.map(|f| kind.to_json(f)),
@@ -739,8 +767,8 @@ impl<'a> StreamRead<'a> {
         let incremental = self.stream.incremental.as_ref()?;
         let kind = incremental.kind;
         let window = incremental.window?;
-        let end = kind.from_json(sync.window_end.as_ref()?)?;
-        let until = kind.from_json(sync.until.as_ref()?)?;
+        let end = kind.read(sync.window_end.as_ref()?)?;
+        let until = kind.read(sync.until.as_ref()?)?;
         if end >= until {
             return None;
         }
@@ -768,9 +796,9 @@ impl<'a> StreamRead<'a> {
         let mut kept = Vec::with_capacity(records.len());
         let incremental = self.stream.incremental.as_ref();
         let kind = incremental.map(|i| i.kind);
-        let from = kind.and_then(|k| sync.from.as_ref().and_then(|f| k.from_json(f)));
-        let end = kind.and_then(|k| sync.window_end.as_ref().and_then(|e| k.from_json(e)));
-        let mut high = kind.and_then(|k| sync.high.as_ref().and_then(|h| k.from_json(h)));
+        let from = kind.and_then(|k| sync.from.as_ref().and_then(|f| k.read(f)));
+        let end = kind.and_then(|k| sync.window_end.as_ref().and_then(|e| k.read(e)));
+        let mut high = kind.and_then(|k| sync.high.as_ref().and_then(|h| k.read(h)));
         for record in records {
             if self
                 .stream

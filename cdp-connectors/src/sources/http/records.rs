@@ -122,6 +122,40 @@ pub(crate) fn items(raw: &RawValue) -> Option<Vec<&RawValue>> {
         .ok()
 }
 
+/// Finds one key of an object without building its other keys or values.
+struct Field<'k>(&'k str);
+
+impl<'de> Visitor<'de> for Field<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        // Keys with escapes cannot be borrowed; the caller then looks again the slow way.
+        while let Some(key) = map.next_key::<&'de str>()? {
+            let value = map.next_value::<&'de RawValue>()?;
+            if found.is_none() && key == self.0 {
+                found = Some(value);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The value of `key` in the object `raw`.
+fn field<'a>(raw: &'a RawValue, key: &str) -> Option<&'a RawValue> {
+    match serde_json::Deserializer::from_str(raw.get()).deserialize_map(Field(key)) {
+        Ok(found) => found,
+        Err(_) => entries(raw)?
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| value),
+    }
+}
+
 /// The value at JSON pointer `path` (RFC 6901: `/data/0/id`, `~1` for `/`, `~0` for `~`);
 /// the empty pointer is `raw` itself.
 pub(crate) fn pointer<'a>(raw: &'a RawValue, path: &str) -> Option<&'a RawValue> {
@@ -132,10 +166,7 @@ pub(crate) fn pointer<'a>(raw: &'a RawValue, path: &str) -> Option<&'a RawValue>
     for segment in path.strip_prefix('/')?.split('/') {
         let segment = segment.replace("~1", "/").replace("~0", "~");
         current = match current.get().as_bytes().first() {
-            Some(b'{') => entries(current)?
-                .into_iter()
-                .find(|(key, _)| *key == segment)
-                .map(|(_, value)| value)?,
+            Some(b'{') => field(current, &segment)?,
             Some(b'[') => {
                 let index: usize = segment.parse().ok()?;
                 items(current)?.into_iter().nth(index)?
@@ -180,24 +211,28 @@ pub(crate) fn select<'a>(body: &'a RawValue, path: &str) -> Result<Vec<&'a RawVa
 /// `raw` as compact JSON text: the whitespace between tokens removed, every token (a
 /// number's digits, a string's escapes) exactly as written.
 pub(crate) fn compact(raw: &str, out: &mut String) {
+    // Quotes, backslashes and JSON's whitespace are ASCII, so cutting the text at them
+    // keeps every multi-byte character whole: runs between blanks are copied at once.
+    let bytes = raw.as_bytes();
     let (mut in_string, mut escaped) = (false, false);
-    for c in raw.chars() {
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
         if in_string {
-            out.push(c);
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if b == b'"' {
                 in_string = false;
             }
-        } else if c == '"' {
+        } else if b == b'"' {
             in_string = true;
-            out.push(c);
-        } else if !c.is_ascii_whitespace() {
-            out.push(c);
+        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            out.push_str(&raw[run..i]);
+            run = i + 1;
         }
     }
+    out.push_str(&raw[run..]);
 }
 
 /// `record` with nested objects spread into top-level keys joined by `separator`
