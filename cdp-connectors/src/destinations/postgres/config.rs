@@ -17,6 +17,7 @@ use crate::postgres::check_instance;
 /// schema = "crm"                 # created if missing; default "public"
 /// table_prefix = "raw_"          # table = prefix + stream name
 /// fillfactor = 70                # room for in-place updates when upserts rewrite rows
+/// max_refused_rows = 1000        # rows refused in one flush (dead-lettered) before it fails
 /// [destinations.warehouse.connection]
 /// url = "postgres://loader@warehouse:5432/analytics"
 /// password_env = "WAREHOUSE_PASSWORD"
@@ -45,6 +46,15 @@ pub struct PostgresDestinationConfig {
     /// (100).
     #[serde(default)]
     pub fillfactor: Option<u8>,
+    /// How many rows PostgreSQL may refuse in one flush (a constraint, a value out of range:
+    /// each becomes a dead letter with PostgreSQL's message and SQLSTATE) before the flush
+    /// fails instead, the trouble then being the table rather than a few rows. Default 1000.
+    #[serde(default = "default_max_refused_rows")]
+    pub max_refused_rows: usize,
+}
+
+fn default_max_refused_rows() -> usize {
+    super::DEFAULT_MAX_REFUSED_ROWS
 }
 
 fn default_schema() -> String {
@@ -65,6 +75,7 @@ impl PostgresDestinationConfig {
             table_prefix: String::new(),
             preserve_source_types: true,
             fillfactor: None,
+            max_refused_rows: default_max_refused_rows(),
         }
     }
 
@@ -107,7 +118,8 @@ impl PostgresDestinationConfig {
         let mut destination = PostgresDestination::new(self.connection.clone())
             .with_schema(&self.schema)
             .with_table_prefix(&self.table_prefix)
-            .with_preserve_source_types(self.preserve_source_types);
+            .with_preserve_source_types(self.preserve_source_types)
+            .with_max_refused_rows(self.max_refused_rows);
         if let Some(name) = &self.name {
             destination = destination.with_name(name);
         }
