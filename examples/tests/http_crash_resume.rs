@@ -26,7 +26,7 @@ fn sync(server: &FakeSaas, key: &Path, out: &Path, state: &Path) -> Command {
         .arg(out)
         .arg("--state")
         .arg(state)
-        .args(["--page-size", "20", "--rate", "150", "--commit-rows", "100"])
+        .args(["--page-size", "20", "--rate", "100", "--commit-rows", "100"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
