@@ -45,6 +45,10 @@ pub struct WebhookDestination {
     config: WebhookDestinationConfig,
     name: String,
     client: HttpClient,
+    /// Batches written and not encoded yet: each is encoded while the request before it
+    /// is on the wire.
+    queued: Vec<Batch>,
+    queued_rows: usize,
     pending: Vec<Pending>,
     refused: Vec<RefusedRow>,
 }
@@ -106,6 +110,8 @@ impl WebhookDestination {
             config,
             name,
             client,
+            queued: Vec::new(),
+            queued_rows: 0,
             pending: Vec::new(),
             refused: Vec::new(),
         }
@@ -125,159 +131,163 @@ impl WebhookDestination {
             None => Ok(None),
         }
     }
+}
 
-    /// Turns a stamped batch into pending records.
-    fn encode(&mut self, batch: &Batch) -> Result<()> {
-        let stamped;
-        let batch = if batch.is_stamped() {
-            batch
-        } else {
-            stamped = batch.clone().stamp()?;
-            &stamped
-        };
-        let hashes =
-            string_column(&batch.data, RECORD_HASH_COLUMN).ok_or_else(|| Error::Schema {
-                stream: batch.stream.to_string(),
-                message: format!("{RECORD_HASH_COLUMN} is not text"),
-            })?;
-        let ops = batch.ops()?;
-        let text = user_rows(&batch.data)?;
-        let stream = batch.stream.clone();
-        let envelope = self.config.webhook.envelope;
-        let stream_json = json_string(&stream);
-        let lines = text.lines().count();
-        if lines != batch.num_rows() {
-            return Err(Error::external(
-                CONNECTOR,
-                format!("{} rows rendered as {lines} JSON lines", batch.num_rows()),
-            ));
-        }
-        self.pending.reserve(lines);
-        let extra = if envelope { stream_json.len() + 80 } else { 0 };
-        let mut items = String::with_capacity(text.len() + lines * extra);
-        let mut spans = Vec::with_capacity(lines);
-        for (row, record) in text.lines().enumerate() {
-            let op = ops.get(row).copied().unwrap_or(Op::Upsert);
-            let op_name = match op {
-                Op::Upsert => "upsert",
-                Op::Delete => "delete",
-            };
-            // Stream, content and operation: the same record gets the same key in every
-            // run, and the key needs no escaping in a header or in JSON.
-            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-            hasher.update(stream.as_bytes());
-            hasher.update(&[0]);
-            hasher.update(hashes.value(row).as_bytes());
-            hasher.update(&[0]);
-            hasher.update(op_name.as_bytes());
-            let key = hasher.digest128();
-            let start = items.len();
-            let record_at = if envelope {
-                items.push_str("{\"id\":\"");
-                push_hex(key, &mut items);
-                items.push_str("\",\"stream\":");
-                items.push_str(&stream_json);
-                items.push_str(",\"op\":\"");
-                items.push_str(op_name);
-                items.push_str("\",\"data\":");
-                let at = items.len();
-                items.push_str(record);
-                items.push('}');
-                at..at + record.len()
-            } else {
-                items.push_str(record);
-                start..items.len()
-            };
-            spans.push((key, start..items.len(), record_at));
-        }
-        let text: Arc<str> = Arc::from(items);
-        for (key, item, record) in spans {
-            self.pending.push(Pending {
-                stream: stream.clone(),
-                key,
-                text: text.clone(),
-                item,
-                record,
-            });
-        }
-        Ok(())
+/// Turns a stamped batch into records waiting to be delivered.
+fn encode(options: &WebhookOptions, pending: &mut Vec<Pending>, batch: &Batch) -> Result<()> {
+    let stamped;
+    let batch = if batch.is_stamped() {
+        batch
+    } else {
+        stamped = batch.clone().stamp()?;
+        &stamped
+    };
+    let hashes = string_column(&batch.data, RECORD_HASH_COLUMN).ok_or_else(|| Error::Schema {
+        stream: batch.stream.to_string(),
+        message: format!("{RECORD_HASH_COLUMN} is not text"),
+    })?;
+    let ops = batch.ops()?;
+    let text = user_rows(&batch.data)?;
+    let stream = batch.stream.clone();
+    let envelope = options.envelope;
+    let stream_json = json_string(&stream);
+    let lines = text.lines().count();
+    if lines != batch.num_rows() {
+        return Err(Error::external(
+            CONNECTOR,
+            format!("{} rows rendered as {lines} JSON lines", batch.num_rows()),
+        ));
     }
+    pending.reserve(lines);
+    let extra = if envelope { stream_json.len() + 80 } else { 0 };
+    let mut items = String::with_capacity(text.len() + lines * extra);
+    let mut spans = Vec::with_capacity(lines);
+    for (row, record) in text.lines().enumerate() {
+        let op = ops.get(row).copied().unwrap_or(Op::Upsert);
+        let op_name = match op {
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+        };
+        // Stream, content and operation: the same record gets the same key in every
+        // run, and the key needs no escaping in a header or in JSON.
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(stream.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(hashes.value(row).as_bytes());
+        hasher.update(&[0]);
+        hasher.update(op_name.as_bytes());
+        let key = hasher.digest128();
+        let start = items.len();
+        let record_at = if envelope {
+            items.push_str("{\"id\":\"");
+            push_hex(key, &mut items);
+            items.push_str("\",\"stream\":");
+            items.push_str(&stream_json);
+            items.push_str(",\"op\":\"");
+            items.push_str(op_name);
+            items.push_str("\",\"data\":");
+            let at = items.len();
+            items.push_str(record);
+            items.push('}');
+            at..at + record.len()
+        } else {
+            items.push_str(record);
+            start..items.len()
+        };
+        spans.push((key, start..items.len(), record_at));
+    }
+    let text: Arc<str> = Arc::from(items);
+    for (key, item, record) in spans {
+        pending.push(Pending {
+            stream: stream.clone(),
+            key,
+            text: text.clone(),
+            item,
+            record,
+        });
+    }
+    Ok(())
+}
 
-    /// The requests for the pending records: (request, indexes into `pending`).
-    fn requests(
+impl WebhookDestination {
+    /// The request for the pending records from `start` on: as many as one request takes
+    /// (`batch_size`, of one stream). `None` when none is pending, or when the records
+    /// would not fill a request and `more` may still come.
+    fn request_at(
         &self,
+        start: usize,
+        more: bool,
         url: &Url,
         signature: &Option<(String, Secret)>,
-    ) -> Vec<(Request, Vec<usize>)> {
+    ) -> Option<(Request, Range<usize>)> {
         let webhook = &self.config.webhook;
         let per_request = match webhook.format {
             WebhookFormat::Json => 1,
             _ => webhook.batch_size,
         };
-        let mut requests = Vec::new();
-        let mut start = 0;
-        while start < self.pending.len() {
-            // One stream per request, so a bare record's stream is never in doubt.
-            let stream = &self.pending[start].stream;
-            let mut end = start + 1;
-            while end < self.pending.len()
-                && end - start < per_request
-                && self.pending[end].stream == *stream
-            {
-                end += 1;
-            }
-            let chunk = &self.pending[start..end];
-            let (body, content_type) = match webhook.format {
-                WebhookFormat::Json => (chunk[0].item().to_string(), "application/json"),
-                WebhookFormat::JsonArray => {
-                    let mut body = String::with_capacity(
-                        chunk.iter().map(|p| p.item.len() + 1).sum::<usize>() + 2,
-                    );
-                    body.push('[');
-                    for (i, p) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            body.push(',');
-                        }
-                        body.push_str(p.item());
-                    }
-                    body.push(']');
-                    (body, "application/json")
-                }
-                WebhookFormat::Ndjson => {
-                    let mut body = String::new();
-                    for p in chunk {
-                        body.push_str(p.item());
-                        body.push('\n');
-                    }
-                    (body, "application/x-ndjson")
-                }
-            };
-            let key = if chunk.len() == 1 {
-                hex(chunk[0].key)
-            } else {
-                let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-                for p in chunk {
-                    hasher.update(&p.key.to_le_bytes());
-                }
-                hex(hasher.digest128())
-            };
-            let request = Request {
-                method: Method::POST,
-                url: url.clone(),
-                headers: vec![(webhook.idempotency_header.clone(), key)],
-                body: Some((bytes::Bytes::from(body.into_bytes()), content_type)),
-                signature: signature.clone(),
-            };
-            requests.push((request, (start..end).collect()));
-            start = end;
+        let first = self.pending.get(start)?;
+        // One stream per request, so a bare record's stream is never in doubt.
+        let mut end = start + 1;
+        while end < self.pending.len()
+            && end - start < per_request
+            && self.pending[end].stream == first.stream
+        {
+            end += 1;
         }
-        requests
+        if more && end == self.pending.len() && end - start < per_request {
+            return None;
+        }
+        let chunk = &self.pending[start..end];
+        let (body, content_type) = match webhook.format {
+            WebhookFormat::Json => (chunk[0].item().to_string(), "application/json"),
+            WebhookFormat::JsonArray => {
+                let mut body = String::with_capacity(
+                    chunk.iter().map(|p| p.item.len() + 1).sum::<usize>() + 2,
+                );
+                body.push('[');
+                for (i, p) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        body.push(',');
+                    }
+                    body.push_str(p.item());
+                }
+                body.push(']');
+                (body, "application/json")
+            }
+            WebhookFormat::Ndjson => {
+                let mut body = String::new();
+                for p in chunk {
+                    body.push_str(p.item());
+                    body.push('\n');
+                }
+                (body, "application/x-ndjson")
+            }
+        };
+        let key = if chunk.len() == 1 {
+            hex(chunk[0].key)
+        } else {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            for p in chunk {
+                hasher.update(&p.key.to_le_bytes());
+            }
+            hex(hasher.digest128())
+        };
+        let request = Request {
+            method: Method::POST,
+            url: url.clone(),
+            headers: vec![(webhook.idempotency_header.clone(), key)],
+            body: Some((bytes::Bytes::from(body.into_bytes()), content_type)),
+            signature: signature.clone(),
+        };
+        Some((request, start..end))
     }
 
-    /// Sends every pending record; refused ones are kept for `take_refused`. On a failure
-    /// the records not delivered stay pending and the error is returned.
+    /// Encodes the queued batches and sends every pending record, one request at a time
+    /// (each batch encoded while the request before it is on the wire), or
+    /// `concurrency` at a time; refused records are kept for `take_refused`. On a failure
+    /// what was not delivered stays pending (or queued) and the error is returned.
     async fn deliver(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.queued.is_empty() {
             return Ok(());
         }
         let signature = self.secret()?;
@@ -287,8 +297,88 @@ impl WebhookDestination {
                 self.name, self.config.webhook.url
             ))
         })?;
-        let requests = self.requests(&url, &signature);
+        let queued = std::mem::take(&mut self.queued);
+        self.queued_rows = 0;
         let concurrency = self.config.webhook.concurrency.max(1);
+        let mut batches = queued.into_iter();
+        if concurrency > 1 {
+            for batch in batches.by_ref() {
+                encode(&self.config.webhook, &mut self.pending, &batch)?;
+            }
+            return self
+                .deliver_concurrently(&url, &signature, concurrency)
+                .await;
+        }
+        let mut delivered = vec![false; self.pending.len()];
+        let mut next = batches.next();
+        let mut start = 0;
+        let mut failure = None;
+        loop {
+            // Enough records for a request, or all there will be.
+            let request = loop {
+                match self.request_at(start, next.is_some(), &url, &signature) {
+                    Some(request) => break Some(request),
+                    None => match next.take() {
+                        Some(batch) => {
+                            encode(&self.config.webhook, &mut self.pending, &batch)?;
+                            next = batches.next();
+                        }
+                        None => break None,
+                    },
+                }
+            };
+            let Some((request, range)) = request else {
+                break;
+            };
+            start = range.end;
+            let client = &self.client;
+            let options = &self.config.webhook;
+            let pending = &mut self.pending;
+            let upcoming = next.take();
+            let (result, encoded) = futures::join!(client.send(&request), async {
+                match upcoming {
+                    Some(batch) => encode(options, pending, &batch).map(|()| true),
+                    None => Ok(false),
+                }
+            });
+            if encoded? {
+                next = batches.next();
+            }
+            delivered.resize(self.pending.len(), false);
+            match result {
+                Ok(sent) => self.settle(&request, range, sent, &mut delivered),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        // What was not encoded yet waits for the next delivery.
+        self.queued.extend(next);
+        self.queued.extend(batches);
+        self.queued_rows = self.queued.iter().map(Batch::num_rows).sum();
+        delivered.resize(self.pending.len(), false);
+        let mut keep = delivered.iter().map(|d| !d);
+        self.pending.retain(|_| keep.next().unwrap_or(true));
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the pending records `concurrency` requests at a time.
+    async fn deliver_concurrently(
+        &mut self,
+        url: &Url,
+        signature: &Option<(String, Secret)>,
+        concurrency: usize,
+    ) -> Result<()> {
+        let mut requests = Vec::new();
+        let mut start = 0;
+        while let Some((request, range)) = self.request_at(start, false, url, signature) {
+            start = range.end;
+            requests.push((request, range));
+        }
         let client = &self.client;
         let results: Vec<Result<Sent>> = {
             use futures::StreamExt;
@@ -307,28 +397,9 @@ impl WebhookDestination {
         };
         let mut delivered = vec![false; self.pending.len()];
         let mut failure = None;
-        for ((request, indexes), result) in requests.iter().zip(results) {
-            let position = format!("POST {}", self.client.redact(&request.url));
+        for ((request, range), result) in requests.into_iter().zip(results) {
             match result {
-                Ok(Sent::Reply { reply, ignored }) => {
-                    let refused = if ignored {
-                        HashMap::new()
-                    } else {
-                        self.listed_refusals(&reply.body, indexes)
-                    };
-                    for &i in indexes {
-                        delivered[i] = true;
-                        if let Some(reason) = refused.get(&i) {
-                            self.refuse(i, reason.clone(), &position);
-                        }
-                    }
-                }
-                Ok(Sent::DeadLetter { reason, .. }) => {
-                    for &i in indexes {
-                        delivered[i] = true;
-                        self.refuse(i, reason.clone(), &position);
-                    }
-                }
+                Ok(sent) => self.settle(&request, range, sent, &mut delivered),
                 Err(error) => {
                     failure.get_or_insert(error);
                 }
@@ -339,6 +410,40 @@ impl WebhookDestination {
         match failure {
             Some(error) => Err(error),
             None => Ok(()),
+        }
+    }
+
+    /// Marks the records of an answered request delivered, refusing those the answer
+    /// refused.
+    fn settle(
+        &mut self,
+        request: &Request,
+        range: Range<usize>,
+        sent: Sent,
+        delivered: &mut [bool],
+    ) {
+        let position = format!("POST {}", self.client.redact(&request.url));
+        let indexes: Vec<usize> = range.collect();
+        match sent {
+            Sent::Reply { reply, ignored } => {
+                let refused = if ignored {
+                    HashMap::new()
+                } else {
+                    self.listed_refusals(&reply.body, &indexes)
+                };
+                for &i in &indexes {
+                    delivered[i] = true;
+                    if let Some(reason) = refused.get(&i) {
+                        self.refuse(i, reason.clone(), &position);
+                    }
+                }
+            }
+            Sent::DeadLetter { reason, .. } => {
+                for &i in &indexes {
+                    delivered[i] = true;
+                    self.refuse(i, reason.clone(), &position);
+                }
+            }
         }
     }
 
@@ -426,6 +531,8 @@ impl Destination for WebhookDestination {
 
     async fn open(&mut self, _ctx: &OpenContext) -> Result<()> {
         self.pending.clear();
+        self.queued.clear();
+        self.queued_rows = 0;
         Ok(())
     }
 
@@ -434,8 +541,9 @@ impl Destination for WebhookDestination {
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome> {
-        self.encode(batch)?;
-        if self.pending.len() >= self.config.webhook.buffer_rows {
+        self.queued.push(batch.clone());
+        self.queued_rows += batch.num_rows();
+        if self.pending.len() + self.queued_rows >= self.config.webhook.buffer_rows {
             self.deliver().await?;
         }
         Ok(WriteOutcome::default())
