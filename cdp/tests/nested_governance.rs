@@ -52,8 +52,8 @@ fn person(i: usize) -> Person {
     Person {
         email: format!("ada.{i}@example.com"),
         traits_email: format!("Ada.{i}@Example.COM"),
-        traits_phone: format!("+1 (519) 555-{:04}", i),
-        context_phone: format!("+1519556{:04}", i),
+        traits_phone: format!("+1 (519) 555-{i:04}"),
+        context_phone: format!("+1519556{i:04}"),
         contacts: [
             format!("spouse.{i}@example.org"),
             format!("work.{i}@example.net"),
@@ -67,7 +67,7 @@ fn identify(i: usize, with_nested_extra: bool) -> Value {
     let mut traits = json!({
         "email": p.traits_email,
         "phone": p.traits_phone,
-        "plan": if i % 3 == 0 { "pro" } else { "free" },
+        "plan": if i.is_multiple_of(3) { "pro" } else { "free" },
         "logins": i,
     });
     if with_nested_extra {
