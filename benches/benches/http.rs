@@ -5,8 +5,9 @@
 //!   Arrow, stamping, checkpoints) against a bare reqwest loop paging the same fake API
 //!   and parsing each page into `serde_json::Value`s.
 //! - `webhook`: the webhook destination (envelopes, idempotency keys, HMAC signatures,
-//!   JSON arrays of 100; and the same unsigned) against bare reqwest POSTs of the same
-//!   batches as JSON arrays.
+//!   JSON arrays of 100, one request in flight; the same unsigned; the same with four in
+//!   flight) against bare reqwest POSTs, one at a time, of the same batches as JSON
+//!   arrays.
 //!
 //! `cargo bench -p cdp-benches --bench http`
 
@@ -280,6 +281,22 @@ fn webhook(c: &mut Criterion) {
                 }
                 epoch += 1;
                 unsigned.flush(epoch).await.unwrap();
+            })
+        })
+    });
+    // Four requests in flight (records of one key may then arrive out of order).
+    let mut concurrent_config = WebhookDestinationConfig::new(url.clone());
+    concurrent_config.webhook.concurrency = 4;
+    concurrent_config.webhook.signing = config.webhook.signing.clone();
+    let mut concurrent = concurrent_config.build_destination().unwrap();
+    group.bench_function("webhook_destination_concurrency_4", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                for batch in &batches {
+                    concurrent.write(batch).await.unwrap();
+                }
+                epoch += 1;
+                concurrent.flush(epoch).await.unwrap();
             })
         })
     });

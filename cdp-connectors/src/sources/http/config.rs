@@ -249,8 +249,8 @@ pub struct PageSize {
 /// Incremental reads: a cursor field in the records, sent back as a parameter.
 ///
 /// Each sync asks for records from the checkpoint's cursor on (`param`, inclusive), or
-/// from `start` on the first sync, minus `lookback`; with `window`, it walks date- (or
-/// number-) sliced windows up to now, sending each window's end as `end_param`, so a
+/// from `start` on the first sync, minus `lookback`; with `window` (datetime cursors), it
+/// walks date-sliced windows up to now, sending each window's end as `end_param`, so a
 /// backfill proceeds in bounded requests. Records outside the asked range are skipped on
 /// the client too. A record whose cursor equals the checkpoint's and that was emitted
 /// already (its content is compared) is not emitted again, yet a record sharing that
@@ -282,7 +282,8 @@ pub struct IncrementalConfig {
     /// read again (destinations upsert them by key). Default 0.
     #[serde(default)]
     pub lookback: u64,
-    /// Reads in windows this wide (seconds for datetimes), each its own request series.
+    /// Reads in windows this wide, in seconds, each its own request series (datetime
+    /// cursors, with a `start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
 }
@@ -334,7 +335,6 @@ impl HttpSourceConfig {
         if source.streams.is_empty() {
             errors.push("streams", "lists no stream");
         }
-        let names: Vec<&str> = source.streams.iter().map(|s| s.name.as_str()).collect();
         let mut seen = HashSet::new();
         for (i, stream) in source.streams.iter().enumerate() {
             let at = |key: &str| format!("streams[{i}].{key}");
@@ -346,7 +346,7 @@ impl HttpSourceConfig {
                     format!("stream `{}` appears twice", stream.name),
                 );
             }
-            check_stream(stream, &names, &at, &mut errors);
+            check_stream(stream, &source.streams, &at, &mut errors);
         }
         errors.into_result()
     }
@@ -360,7 +360,7 @@ impl HttpSourceConfig {
 
 fn check_stream(
     stream: &HttpStreamConfig,
-    names: &[&str],
+    streams: &[HttpStreamConfig],
     at: &dyn Fn(&str) -> String,
     errors: &mut ConfigErrors,
 ) {
@@ -464,13 +464,16 @@ fn check_stream(
         if incremental.window == Some(0) {
             errors.push(at("incremental.window"), "must be at least 1");
         }
-        if incremental.window.is_some()
-            && incremental.kind == CursorKind::Integer
-            && incremental.start.is_none()
-        {
+        if incremental.window.is_some() && incremental.kind == CursorKind::Integer {
             errors.push(
                 at("incremental.window"),
-                "integer windows need a `start`: there is no \"now\" to walk them to",
+                "windows walk datetime cursors up to now; an integer cursor has no now",
+            );
+        }
+        if incremental.window.is_some() && incremental.start.is_none() {
+            errors.push(
+                at("incremental.window"),
+                "windows need a `start`, where the first sync begins",
             );
         }
         if incremental.end_param.is_some() && incremental.window.is_none() {
@@ -480,11 +483,21 @@ fn check_stream(
     if let Some(parent) = &stream.parent {
         if parent.stream == stream.name {
             errors.push(at("parent.stream"), "a stream cannot be its own parent");
-        } else if !names.contains(&parent.stream.as_str()) {
-            errors.push(
-                at("parent.stream"),
-                format!("no stream `{}` in this source", parent.stream),
-            );
+        } else {
+            match streams.iter().find(|s| s.name == parent.stream) {
+                None => errors.push(
+                    at("parent.stream"),
+                    format!("no stream `{}` in this source", parent.stream),
+                ),
+                Some(found) if found.parent.is_some() => errors.push(
+                    at("parent.stream"),
+                    format!(
+                        "`{}` is a substream itself; a parent must be a stream of its own",
+                        parent.stream
+                    ),
+                ),
+                Some(_) => {}
+            }
         }
         if parent.fields.is_empty() {
             errors.push(at("parent.fields"), "names no field of the parent record");
@@ -515,5 +528,51 @@ impl<'de> Deserialize<'de> for HttpSourceConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let table = Value::deserialize(deserializer)?;
         HttpSourceConfig::from_table(&table).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_named_by_their_key_paths() {
+        let table: Value = toml::from_str(
+            r#"
+            base_url = "api.example.com"
+            [[streams]]
+            name = "a"
+            path = "/a"
+            records = "data"
+            incremental = { cursor_field = "/n", kind = "integer", window = 10 }
+            [[streams]]
+            name = "b"
+            path = "/a/{parent.id}/b"
+            parent = { stream = "a", fields = { id = "/id" } }
+            [[streams]]
+            name = "c"
+            path = "/b/{parent.id}/c"
+            parent = { stream = "b", fields = { id = "/id" } }
+            paginate = { type = "cursor", param = "after" }
+            "#,
+        )
+        .unwrap();
+        let errors = HttpSourceConfig::from_table(&table)
+            .unwrap()
+            .check()
+            .unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "base_url",
+                "streams[0].records",
+                "streams[0].incremental.window",
+                "streams[0].incremental.window",
+                "streams[2].paginate",
+                "streams[2].parent.stream",
+            ],
+            "{errors}"
+        );
     }
 }
