@@ -276,7 +276,10 @@ fn needs_a_closer_look(json: &[u8]) -> Option<&'static str> {
         {
             return Some(TRAILING_COMMA);
         }
-        if json[close] == b'}' {
+        // Most closing braces are followed by one of these: nothing to look at.
+        if json[close] == b'}'
+            && !matches!(json.get(close + 1), None | Some(b',' | b'}' | b']' | b'\n'))
+        {
             let after = json[close + 1..]
                 .iter()
                 .position(|b| !matches!(b, b' ' | b'\t' | b'\r'))
