@@ -266,17 +266,22 @@ const TWO_VALUES: &str = "more than one JSON value on the line (a line holds one
 /// `memchr` and look just behind and after each; only a suspect found there has its line
 /// scanned for strings, so valid input costs little more than the bracket search.
 fn needs_a_closer_look(json: &[u8]) -> Option<&'static str> {
-    memchr::memchr2_iter(b'}', b']', json).find_map(|close| {
-        let before = json[..close]
-            .iter()
-            .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
-        if let Some(comma) = before
-            && json[comma] == b','
+    for close in memchr::memchr2_iter(b'}', b']', json) {
+        // The byte just before settles most brackets: a value's last character.
+        let comma = match close.checked_sub(1).map(|i| json[i]) {
+            Some(b',') => Some(close - 1),
+            Some(b' ' | b'\t' | b'\r' | b'\n') => json[..close]
+                .iter()
+                .rposition(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                .filter(|&i| json[i] == b','),
+            _ => None,
+        };
+        if let Some(comma) = comma
             && outside_strings(line_up_to(json, comma))
         {
             return Some(TRAILING_COMMA);
         }
-        // Most closing braces are followed by one of these: nothing to look at.
+        // And the byte just after: most closing braces are followed by one of these.
         if json[close] == b'}'
             && !matches!(json.get(close + 1), None | Some(b',' | b'}' | b']' | b'\n'))
         {
@@ -291,8 +296,8 @@ fn needs_a_closer_look(json: &[u8]) -> Option<&'static str> {
                 return Some(TWO_VALUES);
             }
         }
-        None
-    })
+    }
+    None
 }
 
 /// The line holding `json[at]`, from its start up to and including that byte (a raw
