@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use cdp_core::arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, LargeListArray, ListArray, MapArray,
-    OffsetSizeTrait, StructArray, UInt32Array,
+    Array, ArrayRef, AsArray, FixedSizeListArray, GenericListArray, MapArray, OffsetSizeTrait,
+    StructArray, UInt32Array,
 };
 use cdp_core::arrow::buffer::OffsetBuffer;
 use cdp_core::arrow::datatypes::{DataType, Field, FieldRef, Fields};
@@ -159,48 +159,8 @@ fn node(
             };
             Ok(Some((container(field, DataType::Struct(out_fields)), out)))
         }
-        DataType::List(item) => {
-            let list = array.map(|a| a.as_list::<i32>());
-            let inner = list.map_or(Rows::Same, |l| {
-                rows_of(&|| rows.through(l.offsets(), l.values().len()))
-            });
-            let Some((item, values)) =
-                node(item, list.map(|l| l.values()), path.item(), &inner, rewrite)?
-            else {
-                return Ok(None);
-            };
-            let out = match (list, values) {
-                (Some(list), Some(values)) => Some(Arc::new(ListArray::try_new(
-                    item.clone(),
-                    list.offsets().clone(),
-                    values,
-                    list.nulls().cloned(),
-                )?) as ArrayRef),
-                _ => None,
-            };
-            Ok(Some((container(field, DataType::List(item)), out)))
-        }
-        DataType::LargeList(item) => {
-            let list = array.map(|a| a.as_list::<i64>());
-            let inner = list.map_or(Rows::Same, |l| {
-                rows_of(&|| rows.through(l.offsets(), l.values().len()))
-            });
-            let Some((item, values)) =
-                node(item, list.map(|l| l.values()), path.item(), &inner, rewrite)?
-            else {
-                return Ok(None);
-            };
-            let out = match (list, values) {
-                (Some(list), Some(values)) => Some(Arc::new(LargeListArray::try_new(
-                    item.clone(),
-                    list.offsets().clone(),
-                    values,
-                    list.nulls().cloned(),
-                )?) as ArrayRef),
-                _ => None,
-            };
-            Ok(Some((container(field, DataType::LargeList(item)), out)))
-        }
+        DataType::List(item) => list::<i32>(field, item, array, path, rows, rewrite),
+        DataType::LargeList(item) => list::<i64>(field, item, array, path, rows, rewrite),
         DataType::FixedSizeList(item, size) => {
             let list = array.map(|a| a.as_fixed_size_list());
             let inner = list.map_or(Rows::Same, |l| {
@@ -264,6 +224,37 @@ fn node(
         // A leaf asked to descend stays as it is.
         _ => Ok(Some((field.clone(), array.cloned()))),
     }
+}
+
+/// A list (`i32` offsets) or large list (`i64`) rebuilt around its rewritten items.
+fn list<O: OffsetSizeTrait>(
+    field: &FieldRef,
+    item: &FieldRef,
+    array: Option<&ArrayRef>,
+    path: NestedPath,
+    rows: &Rows,
+    rewrite: &dyn Rewrite,
+) -> Result<Node> {
+    let list = array.map(|a| a.as_list::<O>());
+    let inner = match list {
+        Some(l) if rewrite.needs_rows() => rows.through(l.offsets(), l.values().len()),
+        _ => Rows::Same,
+    };
+    let Some((item, values)) = node(item, list.map(|l| l.values()), path.item(), &inner, rewrite)?
+    else {
+        return Ok(None);
+    };
+    let out = match (list, values) {
+        (Some(list), Some(values)) => Some(Arc::new(GenericListArray::<O>::try_new(
+            item.clone(),
+            list.offsets().clone(),
+            values,
+            list.nulls().cloned(),
+        )?) as ArrayRef),
+        _ => None,
+    };
+    let data_type = GenericListArray::<O>::DATA_TYPE_CONSTRUCTOR(item);
+    Ok(Some((container(field, data_type), out)))
 }
 
 /// `field` with a new type, same name, nullability and metadata.
